@@ -1,0 +1,10 @@
+"""The worker service's tables live in schema quorum_worker."""
+
+from shared.db import make_base
+from shared.events.tables import inbox_table, outbox_table
+from shared.ping import ping_table
+
+Base = make_base("worker")
+outbox = outbox_table(Base.metadata)
+inbox = inbox_table(Base.metadata)
+received_pings = ping_table(Base.metadata)

@@ -1,0 +1,5 @@
+from alembic import context
+
+from shared.migrations import run_env
+
+run_env(context)

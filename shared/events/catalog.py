@@ -1,0 +1,125 @@
+"""Every event type and its payload schema, one place for producers and consumers alike."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SystemPing(Payload):
+    message: str = "ping"
+
+
+class TaskCreated(Payload):
+    task_id: str
+    project_id: str
+    dataset_id: str | None = None
+    priority: int = 0
+    overlap: int = 1
+    is_gold: bool = False
+    schema_version: int = 1
+
+
+class TaskDeleted(Payload):
+    task_id: str
+    project_id: str
+
+
+class AnnotationSubmitted(Payload):
+    annotation_id: str
+    task_id: str
+    project_id: str
+    annotator_id: str
+    vendor_id: str | None = None
+    label_type: str = Field(description="schema control type, e.g. single_choice, multi_choice, spans, bbox, number, text")
+    control: str = Field(default="label", description="name of the schema control the value answers")
+    value: Any
+    schema_version: int = 1
+    is_gold_task: bool = False
+    gold_value: Any | None = None
+    lease_id: str | None = None
+    duration_ms: int | None = None
+    submitted_at: datetime
+
+
+class ReviewSubmitted(Payload):
+    task_id: str
+    project_id: str
+    annotation_id: str
+    reviewer_id: str
+    verdict: Literal["accepted", "rejected", "corrected"]
+    corrected_value: Any | None = None
+
+
+class GoldLabelSet(Payload):
+    task_id: str
+    project_id: str
+    control: str = "label"
+    value: Any
+
+
+class ConsensusUpdated(Payload):
+    task_id: str
+    project_id: str
+    control: str = "label"
+    label: Any
+    confidence: float
+    method: str
+    n_labels: int
+    result_version: int
+    low_confidence: bool
+    labels_needed: int = 0
+    status: Literal["resolved", "needs_more_labels", "insufficient"]
+
+
+class AnnotatorQualityChanged(Payload):
+    annotator_id: str
+    project_id: str
+    action: Literal["pause", "resume", "none"]
+    flags: list[str] = []
+    accuracy: float | None = None
+    reason: str | None = None
+
+
+class AuditRecorded(Payload):
+    """An access or change that compliance must see. Never carries a secret."""
+
+    actor_id: str | None = None
+    actor_type: Literal["user", "worker_token", "service", "anonymous"] = "anonymous"
+    token_id: str | None = None
+    org_id: str | None = None
+    resource_type: str
+    resource_id: str | None = None
+    action: str
+    outcome: Literal["success", "failure", "denied"]
+    reason: str | None = None
+    request_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    details: dict[str, Any] = {}
+
+
+EVENT_TYPES: dict[str, dict[int, type[Payload]]] = {
+    "system.ping": {1: SystemPing},
+    "task.created": {1: TaskCreated},
+    "task.deleted": {1: TaskDeleted},
+    "annotation.submitted": {1: AnnotationSubmitted},
+    "review.submitted": {1: ReviewSubmitted},
+    "gold.set": {1: GoldLabelSet},
+    "consensus.updated": {1: ConsensusUpdated},
+    "annotator.quality_changed": {1: AnnotatorQualityChanged},
+    "audit.recorded": {1: AuditRecorded},
+}
+
+
+def payload_model(type: str, version: int) -> type[Payload]:
+    try:
+        return EVENT_TYPES[type][version]
+    except KeyError:
+        raise KeyError(f"unknown event type {type!r} version {version}") from None
