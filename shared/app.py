@@ -35,6 +35,8 @@ class Subscription:
 
     producers: list[str]
     handlers: dict[str, Handler]
+    # builds the consumer from StreamConsumer's keyword arguments (a subclass that batches, say); None: StreamConsumer
+    consumer_factory: Callable[..., StreamConsumer] | None = None
 
 
 @dataclass
@@ -139,7 +141,7 @@ def _start_background(spec: ServiceSpec, ctx: ServiceContext) -> None:
                         on_published=lambda n: ctx.metrics.events_published.labels(spec.name).inc(n))
     ctx.tasks.append(asyncio.create_task(relay.run(), name=f"{spec.name}-outbox-relay"))
     for sub in spec.subscriptions:
-        consumer = StreamConsumer(
+        consumer = (sub.consumer_factory or StreamConsumer)(
             redis=ctx.redis, session_factory=ctx.session_factory, inbox=spec.inbox, group=spec.name,
             streams=[ctx.producer_stream(p) for p in sub.producers], handlers=sub.handlers,
             dlq_stream=dead_letter_stream(s.stream_prefix, spec.name), block_ms=s.consumer_block_ms,
@@ -153,7 +155,9 @@ def _start_background(spec: ServiceSpec, ctx: ServiceContext) -> None:
 
 
 def _operational_router(spec: ServiceSpec, metrics: Metrics) -> APIRouter:
-    router = APIRouter(tags=["operations"])
+    from shared.auth.dependencies import public
+
+    router = APIRouter(tags=["operations"], dependencies=[public("operational: liveness, readiness, metrics")])
 
     @router.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, str]:

@@ -7,12 +7,13 @@ import asyncio
 import importlib
 import json
 import logging
+import signal
 import sys
 
 from shared.config import SERVICES, Settings, get_settings
 
 # Domain modules that add subcommands: each exposes `register(subparsers)`.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["services.api.identity.cli", "services.api.rotation.commands"]
 
 log = logging.getLogger("quorum.cli")
 
@@ -88,10 +89,20 @@ def cmd_up(args: argparse.Namespace) -> int:
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on",
                                                proxy_headers=False))
         _print_banner(public, demo)
-        server.run()
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: end quietly, and make SIGTERM
+        # unwind like Ctrl-C (its default action would kill us before the embedded servers are stopped).
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
     finally:
         infra.stop()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _seed_demo(settings: Settings) -> dict | None:

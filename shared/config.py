@@ -53,6 +53,24 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = 300
     refresh_token_ttl_seconds: int = 14 * 24 * 3600
     jwks_url: str | None = None  # other services fetch the api's JWKS here; default derives from public_base_url
+    jwks_cache_seconds: int = 300  # how long a fetched JWKS is trusted before refetching
+    jwks_refetch_cooldown_seconds: float = 10.0  # an unknown kid refetches at most this often (kid-flood guard)
+    jwt_leeway_seconds: int = 30
+    mfa_ticket_ttl_seconds: int = 300
+    worker_token_max_ttl_days: int = 90
+    signing_key_cache_seconds: float = 30.0
+    # argon2id for passwords and recovery codes (OWASP: m=46 MiB, t=1, p=1); tests lower the cost.
+    argon2_time_cost: int = 1
+    argon2_memory_kib: int = 47_104
+    argon2_parallelism: int = 1
+    password_min_length: int = 12
+    # Throttling of authentication (Redis, shared by replicas).
+    auth_rate_limit_per_minute: int = 30  # requests per IP per auth endpoint
+    login_max_failures: int = 5  # per account within the window, then locked
+    login_failure_window_seconds: int = 900
+    login_lockout_seconds: int = 900
+    ip_max_failures: int = 50  # failed attempts per IP within the window, then 429
+    totp_issuer: str = "Quorum"
 
     # Key ring for envelope encryption and sealed secrets: "1:<base64>,2:<base64>" (newest active).
     keyring: SecretStr | None = None
@@ -60,6 +78,24 @@ class Settings(BaseSettings):
 
     # Ingest
     max_upload_bytes: int = 512 * 1024 * 1024
+    import_workers: int = 0  # processes for redaction/encryption; 0 = one per CPU core
+    import_chunk_rows: int = 1000  # rows per worker chunk and per committed transaction
+    import_max_inflight_chunks: int = 0  # 0 = workers + 2
+    import_lease_seconds: int = 30  # a replica that stops renewing loses its running imports to another
+    import_resume_interval: float = 5.0  # how often each replica looks for abandoned imports
+    import_max_stored_errors: int = 1000  # per operation; counts stay exact beyond it
+    import_max_compression_ratio: int = 100  # gzip bodies inflating more than this are refused (bomb)
+
+    # Media (upload, by-reference import, access). Images are held whole while their metadata is stripped.
+    max_media_bytes: int = 1024 * 1024 * 1024
+    max_image_bytes: int = 64 * 1024 * 1024
+    media_link_ttl_seconds: int = 300  # signed links: default lifetime
+    media_link_max_ttl_seconds: int = 3600
+    archive_max_members: int = 10_000
+    archive_max_total_bytes: int = 2 * 1024 * 1024 * 1024
+    archive_max_ratio: float = 100.0  # uncompressed:compressed, per member
+    media_import_max_objects: int = 1000  # per by-reference import call
+    media_import_buckets: list[str] = []  # buckets media may be imported from; empty: any but Quorum's own
 
     # Fields that are secrets: never printed, never logged.
     secret_fields: frozenset[str] = Field(

@@ -135,9 +135,37 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(exc.status_code, type=title.lower().replace(" ", "-"), title=title,
                                 detail=detail, instance=request.url.path, headers=getattr(exc, "headers", None))
 
+    for exc_type, (status, type_, title) in _library_errors().items():
+        app.add_exception_handler(exc_type, _library_handler(status, type_, title))
+
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"path": request.url.path})
         return problem_response(500, type="internal-error", title="Internal server error",
                                 detail="The server failed to handle this request; quote the request id.",
                                 instance=request.url.path)
+
+
+def _library_errors() -> dict[type[Exception], tuple[int, str, str]]:
+    """Errors raised by shared libraries below the routes, with the status a client should see."""
+    from shared.crypto.errors import DecryptionError, KeyDestroyed
+    from shared.storage.errors import InvalidObjectKey, ObjectKeyConflict, ObjectNotFound, StorageUnavailable
+
+    return {
+        ObjectKeyConflict: (409, "object-key-conflict", "Object key conflicts with an existing object"),
+        InvalidObjectKey: (400, "invalid-object-key", "Invalid object key or file name"),
+        ObjectNotFound: (404, "not-found", "Not found"),
+        StorageUnavailable: (503, "storage-unavailable", "Object storage unavailable"),
+        KeyDestroyed: (410, "erased", "This data has been erased"),
+        DecryptionError: (500, "integrity-error", "Stored data failed its integrity check"),
+    }
+
+
+def _library_handler(status: int, type_: str, title: str):  # noqa: ANN202
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        if status >= 500:
+            log.error("%s at %s: %s", title, request.url.path, type(exc).__name__)
+        detail = str(exc) if status < 500 else None
+        return problem_response(status, type=type_, title=title, detail=detail, instance=request.url.path)
+
+    return handle

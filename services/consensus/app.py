@@ -1,21 +1,66 @@
-"""The consensus service."""
+"""The consensus service: label store fed by events, incremental consensus, background refits, reports."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
+from services.consensus.agreement.views import router as agreement_router
+from services.consensus.consumer import BatchingConsumer
 from services.consensus.db import inbox, outbox, received_pings
+from services.consensus.labels import handlers
+from services.consensus.projects.views import router as settings_router
+from services.consensus.quality.views import router as quality_router
+from services.consensus.refits.service import refit_loop
+from services.consensus.refits.views import router as refits_router
+from services.consensus.results.views import router as results_router
 from shared.app import ServiceSpec, Subscription, create_service_app
 from shared.config import Settings, get_settings
+from shared.events.outbox import events_stream
 from shared.ping import ping_handler, ping_router
 
+ANNOTATION_SUBMITTED = "annotation.submitted"
 
-def build_spec() -> ServiceSpec:
+
+def build_spec(settings: Settings | None = None) -> ServiceSpec:
+    settings = settings or get_settings()
+    # What this service publishes goes to its own stream; the handlers stage it in the consumer's transaction.
+    stream = events_stream(settings.stream_prefix, "consensus")
+
+    async def on_annotation(session, envelope) -> None:  # noqa: ANN001 - the consumer's Handler signature
+        await handlers.handle_annotations(session, [envelope], stream=stream)
+
+    async def on_annotations(session, envelopes) -> None:  # noqa: ANN001
+        await handlers.handle_annotations(session, envelopes, stream=stream)
+
+    async def on_review(session, envelope) -> None:  # noqa: ANN001
+        await handlers.handle_review(session, envelope, stream=stream)
+
+    async def on_gold(session, envelope) -> None:  # noqa: ANN001
+        await handlers.handle_gold(session, envelope, stream=stream)
+
+    def make_consumer(**kwargs: Any) -> BatchingConsumer:
+        return BatchingConsumer(batch_handlers={ANNOTATION_SUBMITTED: on_annotations}, **kwargs)
+
     return ServiceSpec(
-        name="consensus", title="Quorum consensus scoring", routers=[ping_router(received_pings)], outbox=outbox, inbox=inbox,
-        subscriptions=[Subscription(producers=["api"], handlers={"system.ping": ping_handler(received_pings)})],
+        name="consensus", title="Quorum consensus scoring",
+        routers=[ping_router(received_pings), results_router, agreement_router, quality_router, settings_router,
+                 refits_router],
+        outbox=outbox, inbox=inbox,
+        subscriptions=[Subscription(producers=["api"], consumer_factory=make_consumer, handlers={
+            "system.ping": ping_handler(received_pings),
+            ANNOTATION_SUBMITTED: on_annotation,
+            "review.submitted": on_review,
+            "gold.set": on_gold,
+        })],
+        background=[refit_loop],
     )
 
 
 def create_app(settings: Settings | None = None, *, run_background: bool = True) -> FastAPI:
-    return create_service_app(build_spec(), settings or get_settings(), run_background=run_background)
+    settings = settings or get_settings()
+    return create_service_app(build_spec(settings), settings, run_background=run_background)
+
+
+__all__ = ["build_spec", "create_app"]

@@ -34,6 +34,17 @@ class Principal:
     scopes: frozenset[str] | None = None  # None: not scope-limited (interactive users)
     vendor_id: str | None = None
     grant_id: str | None = None
+    owner_org_id: str | None = None  # worker tokens: the data-owner organisation whose projects were granted
+    session_id: str | None = None  # users: the refresh-token family this access token came from
+
+    @property
+    def is_worker(self) -> bool:
+        return self.kind == "worker"
+
+    @property
+    def data_org_id(self) -> str:
+        """The organisation whose data this caller may touch: its own, or the granting owner's for workers."""
+        return self.owner_org_id if self.kind == "worker" and self.owner_org_id else self.org_id
 
     def has_role(self, *roles: str) -> bool:
         return bool(self.roles.intersection(roles))

@@ -25,8 +25,9 @@ class KeyRingError(CryptoError):
     """The key ring configuration or key file is unusable (bad format, unsafe permissions, read-only)."""
 
 
-class DataKeyNotFound(CryptoError, LookupError):
-    """No data key with this id was ever created."""
+class DataKeyNotFound(DecryptionError, LookupError):
+    """No data key with this id was ever created (for an object: its header names a key that does not
+    exist — corrupt or forged — so it cannot be decrypted)."""
 
     def __init__(self, key_id: str) -> None:
         super().__init__(f"no data key {key_id!r}")

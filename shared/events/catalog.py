@@ -46,6 +46,8 @@ class AnnotationSubmitted(Payload):
     lease_id: str | None = None
     duration_ms: int | None = None
     submitted_at: datetime
+    classes: list[Any] | None = Field(default=None, description="the control's allowed values in this schema "
+                                      "version (choice controls); consumers ignore labels outside them")
 
 
 class ReviewSubmitted(Payload):
@@ -76,6 +78,8 @@ class ConsensusUpdated(Payload):
     low_confidence: bool
     labels_needed: int = 0
     status: Literal["resolved", "needs_more_labels", "insufficient"]
+    source: Literal["incremental", "refit"] = "incremental"
+    model_version: int | None = None
 
 
 class AnnotatorQualityChanged(Payload):

@@ -50,6 +50,16 @@ def card_prefix_ok(digits: str) -> bool:
     return False
 
 
+def card_groups_ok(raw: str) -> bool:
+    """Written cards come plain or in the networks' groupings: 4-4-4-4(-3), 4-6-5 (Amex), 4-6-4 (Diners)."""
+    if raw.isdigit():
+        return True
+    groups = [len(g) for g in raw.replace("-", " ").split(" ")]
+    if groups[:2] == [4, 6] and len(groups) == 3:
+        return groups[2] in (4, 5)
+    return all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4
+
+
 def iban_ok(compact: str) -> bool:
     if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact.isalnum():
         return False

@@ -1,8 +1,8 @@
-"""Offline pattern recognizers: regexes gated by cheap substring checks, validated by checksums.
+"""Offline pattern recognizers: one regex per entity type, validated by checksums.
 
-Each `find_*` appends `Span`s for the original text. They are plain functions so the redactor can run
-only the ones the policy needs, in one pass over a document each, with no per-call allocation of
-recognizer objects.
+Each `find_*` scans the whole text for one entity type and appends `Span`s. They are the readable
+reference: `scanner.scan` finds the same entities with one pass over the text and anchored matches of
+these same compiled patterns, which is what the redactor runs.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 
-from shared.pii.checksums import IBAN_LENGTHS, card_prefix_ok, es_nif_ok, iban_ok, luhn_ok
+from shared.pii.checksums import IBAN_LENGTHS, card_groups_ok, card_prefix_ok, es_nif_ok, iban_ok, luhn_ok
 from shared.pii.entities import EntityType, Span
 
 E = EntityType
@@ -51,6 +51,10 @@ _PHONE = re.compile(
     r"|0\d{2,4}[ /-]\d{3,4}(?:[ -]?\d{3,4})?"  # 020 7946 0958, 07700 900123, 030 12345678
     r")(?![\w/-])(?![.:,]\d)(?![ .-]\d)"
 )
+_NOT_PHONE_BEFORE = re.compile(
+    r"(?i)\b(?:tracking|order|invoice|ref|reference|isbn|sku|serial|s/n|case|ticket|account|acct|part|batch|lot)"
+    r"\b(?:\s+(?:no\.?|number|num|#|id|code))?\s*[:#]?\s*$"
+)
 _PHONE_CONTEXT = re.compile(
     r"(?i)\b(?:phone|tel|telephone|mobile|cell|call|fax|whatsapp|sms|text\s+me)\b[^\w\n]{0,4}(?:\w+[^\w\n]{1,3}){0,2}?"
     r"(\+?\d{10,13})\b"
@@ -61,7 +65,7 @@ def find_phone(text: str, out: list[Span]) -> None:
     for m in _PHONE.finditer(text):
         s, e = m.span()
         n = sum(c.isdigit() for c in text[s:e])
-        if 8 <= n <= 15:
+        if 8 <= n <= 15 and not _NOT_PHONE_BEFORE.search(text, max(0, s - 28), s):
             out.append(Span(s, e, E.PHONE))
     low_gate = ("hone" in text or "Tel" in text or "tel" in text or "ell" in text or "all" in text
                 or "obile" in text or "ax" in text or "pp" in text or "ext" in text)
@@ -76,6 +80,14 @@ _CARD = re.compile(r"(?<![\w.-])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![\w-])(?![ -]\
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?")
 
 
+_IBAN_LIKE_BEFORE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){1,7} ?$")
+
+
+def inside_iban_like(text: str, start: int) -> bool:
+    """Digits that continue an IBAN-shaped sequence (even a checksum-invalid one) are not a card."""
+    return _IBAN_LIKE_BEFORE.search(text, max(0, start - 40), start) is not None
+
+
 def find_credit_card(text: str, out: list[Span]) -> None:
     for m in _CARD.finditer(text):
         raw = m.group()
@@ -83,7 +95,8 @@ def find_credit_card(text: str, out: list[Span]) -> None:
         if len(seps) > 1:
             continue
         digits = raw.replace(" ", "").replace("-", "")
-        if card_prefix_ok(digits) and luhn_ok(digits) and len(set(digits)) > 2:
+        if (card_groups_ok(raw) and card_prefix_ok(digits) and luhn_ok(digits) and len(set(digits)) > 1
+                and not inside_iban_like(text, m.start()) and not _NOT_PHONE_BEFORE.search(text, max(0, m.start() - 28), m.start())):
             out.append(Span(m.start(), m.end(), E.CREDIT_CARD))
 
 
@@ -154,7 +167,7 @@ _IPV6 = re.compile(
 )
 _MAC = re.compile(
     r"(?<![\w:.-])(?:[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}"
-    r"|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4})(?![\w:.-])"
+    r"|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4})(?![\w:-])(?!\.\w)"
 )
 
 
@@ -221,9 +234,9 @@ _STREET = re.compile(
     rf"(?:,\s+{_CITY}(?:(?:,\s*[A-Z]{{2}})?\s+{_ZIP_OR_POST}\b|,\s*[A-Z]{{2}}\b|(?=[.;:)\n]|$)))?"
 )
 _STREET_EU = re.compile(
-    r"\b[A-ZÄÖÜ][a-zäöüß]+(?:straße|strasse|str\.|weg|gasse|platz|allee|damm|ring|laan|straat|gracht)"
+    r"\b[A-ZÄÖÜ][a-zäöüß]+(?:straße|strasse|str\.|weg|gasse|platz|allee|laan|straat|gracht)"
     r"\s+\d{1,4}[a-z]?\b(?:,\s*\d{4,5}(?:\s?[A-Z]{2})?\s+[A-ZÄÖÜ][a-zäöüß]+)?"
-    r"|(?<![\w.,/-])\d{1,4}(?:bis|ter)?,?\s+(?:rue|avenue|boulevard|bd|place|chemin|allée|impasse|quai|calle|via)"
+    r"|(?<![\w.,/-])\d{1,4}(?:bis|ter)?,?\s+(?:rue|chemin|allée|impasse|quai|calle)"
     r"\s+(?:(?:de|du|des|la|le|del|della)\s+|[ld][’'])*[A-Z][\w’'-]+(?:\s+[A-Z][\w’'-]+){0,3}"
 )
 
@@ -235,7 +248,7 @@ def find_street_address(text: str, out: list[Span]) -> None:
         out.append(Span(m.start(), m.end(), E.STREET_ADDRESS))
 
 
-PATTERN_FINDERS: dict[EntityType, Callable[[str, list[Span]], None]] = {
+REFERENCE_FINDERS: dict[EntityType, Callable[[str, list[Span]], None]] = {
     E.URL_CREDENTIALS: find_url_credentials,
     E.EMAIL: find_email,
     E.IBAN: find_iban,

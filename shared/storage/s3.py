@@ -93,9 +93,14 @@ class S3BlobStore:
         reader = _AsyncToSyncReader(chunks, asyncio.get_running_loop())
         # num_parallel_uploads=1: minio queues parts for parallel upload without a bound, which would let a
         # fast producer buffer the whole object in memory.
-        await self._run(self._client.put_object, self.bucket, key, reader, -1,
-                        content_type=content_type or DEFAULT_CONTENT_TYPE, part_size=self._part_size,
-                        num_parallel_uploads=1)
+        try:
+            await self._run(self._client.put_object, self.bucket, key, reader, -1,
+                            content_type=content_type or DEFAULT_CONTENT_TYPE, part_size=self._part_size,
+                            num_parallel_uploads=1)
+        except Exception:
+            if reader.source_error is not None:  # the caller's stream failed, not the storage
+                raise reader.source_error from None
+            raise
         return reader.total
 
     async def open_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
@@ -185,6 +190,7 @@ class _AsyncToSyncReader:
         self._pending = b""
         self._eof = False
         self.total = 0
+        self.source_error: BaseException | None = None
 
     def _next_chunk(self) -> bytes | None:
         future = asyncio.run_coroutine_threadsafe(self._anext(), self._loop)
@@ -195,6 +201,9 @@ class _AsyncToSyncReader:
             return await self._iter.__anext__()
         except StopAsyncIteration:
             return None
+        except BaseException as exc:
+            self.source_error = exc
+            raise
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:

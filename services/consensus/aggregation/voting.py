@@ -1,9 +1,9 @@
 """Majority vote and weighted majority vote.
 
-Tie-break (both): the label with the most (weighted) votes wins; an exact tie goes to the tied label that is
-most frequent over the whole answer set (the empirical class prior, the Bayes choice when the votes carry no
-information), and if that is tied too, to the smaller class index. This is also what crowd-kit's MajorityVote
-ends up doing on binary data (its column order follows label frequency), so the two agree on tied tasks.
+Tie-break (both): the label with the most (weighted) votes wins; an exact tie goes to the smaller class index
+(classes sorted: numbers numerically, strings lexicographically) — the 'MV det' rule of
+/work/shared/datasets/crowd/SOURCES.md. crowd-kit's MajorityVote breaks ties by the column order pandas happens
+to produce, so the two differ on tied tasks only (e.g. snow_rte: 65 tied gold tasks).
 
 Confidence: the posterior of the chosen label from Laplace-smoothed vote shares,
 (votes_k + 1) / (n + K) — one label out of two classes gives 2/3, not 1.0.
@@ -19,12 +19,10 @@ from .result import AggregationResult, build_result, confusion_from_posterior
 VOTE_SMOOTHING = 1.0
 
 
-def _tie_broken_argmax(scores: np.ndarray, class_freq: np.ndarray) -> np.ndarray:
-    # rank classes by global frequency (stable: equal frequency keeps the smaller index first)
-    order = np.argsort(-class_freq, kind="stable")
+def _tie_broken_argmax(scores: np.ndarray, class_freq: np.ndarray | None = None) -> np.ndarray:
     top = scores.max(axis=1, keepdims=True)
     is_top = scores >= top - 1e-9 * np.maximum(np.abs(top), 1.0)
-    return order[np.argmax(is_top[:, order], axis=1)].astype(np.int32)
+    return np.argmax(is_top, axis=1).astype(np.int32)
 
 
 def _vote_result(method: str, data: AnswerMatrix, scores: np.ndarray, weights_total: np.ndarray,
@@ -45,7 +43,10 @@ def _vote_result(method: str, data: AnswerMatrix, scores: np.ndarray, weights_to
     gold_rows = data.gold_idx >= 0
     label_idx = np.where(gold_rows, data.gold_idx, label_idx).astype(np.int32)
     class_prior = (class_freq + 1) / (class_freq.sum() + k)
-    confusion = confusion_from_posterior(data, posterior, smoothing=0.5)
+    # worker quality against the hard consensus: smoothed vote shares are too soft to show who disagrees
+    hard = np.zeros_like(posterior)
+    hard[np.arange(data.n_tasks), label_idx] = 1.0
+    confusion = confusion_from_posterior(data, hard, smoothing=0.5)
     result = build_result(method, data, posterior, confusion, class_prior, skill=skill, params=params)
     # build_result re-derives the argmax; restore the frequency tie-break for exact ties
     result.label_idx = label_idx

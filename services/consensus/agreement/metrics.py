@@ -48,7 +48,8 @@ KappaWeights = Literal["linear", "quadratic"] | None
 # kappa's sampling error is larger than any difference a manager could act on.
 MIN_PAIR_ITEMS = 10
 
-_NS_PER_DAY = 86_400 * 10**9
+# Up to this many distinct values the ratio metric uses a dense K x K difference matrix.
+_DENSE_DIFFERENCE_MAX = 2048
 # 1970-01-01 was a Thursday; ISO weeks start on Monday, 1970-01-05 = epoch day 4.
 _EPOCH_MONDAY_DAY = 4
 
@@ -57,11 +58,11 @@ class InvalidLabels(ValueError):
     """Labels that no metric can be computed from (mismatched lengths, non-numeric interval values...)."""
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing_value(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _sorted_unique(values: Iterable[Hashable]) -> list:
+def sorted_unique(values: Iterable[Hashable]) -> list:
     values = list(dict.fromkeys(values))
     try:
         return sorted(values)
@@ -69,17 +70,36 @@ def _sorted_unique(values: Iterable[Hashable]) -> list:
         return sorted(values, key=str)
 
 
+def _as_1d(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """A 1-D array of the values; tuples and other sequences stay single (object) elements."""
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        return values
+    try:
+        arr = np.asarray(values)
+    except ValueError:  # ragged sequences
+        arr = None
+    if arr is not None and arr.ndim == 1 and arr.dtype != object:
+        return arr
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
 def _codes(values: Sequence[Hashable] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes and the distinct values (sorted when comparable) for arbitrary hashables."""
+    """Integer codes and the distinct values, sorted (by str() when not comparable), for arbitrary hashables."""
     arr = values if isinstance(values, np.ndarray) else None
     if arr is not None and arr.dtype.kind in "iufUSM" and arr.ndim == 1:
         uniques, inverse = np.unique(arr, return_inverse=True)
         return inverse.astype(np.int64), uniques
     table: dict[Hashable, int] = {}
     codes = np.fromiter((table.setdefault(v, len(table)) for v in values), dtype=np.int64, count=len(values))
-    ids = np.empty(len(table), dtype=object)
-    ids[:] = list(table)
-    return codes, ids
+    distinct = sorted_unique(table)
+    remap = np.fromiter((table[v] for v in distinct), dtype=np.int64, count=len(distinct))
+    rank = np.empty_like(remap)
+    rank[remap] = np.arange(remap.size)
+    ids = np.empty(len(distinct), dtype=object)
+    ids[:] = distinct
+    return rank[codes], ids
 
 
 def _to_datetime64(timestamps: Sequence[Any] | np.ndarray) -> np.ndarray:
@@ -131,11 +151,11 @@ class LabelTable:
         n = len(values)
         if len(items) != n or len(annotators) != n or (timestamps is not None and len(timestamps) != n):
             raise InvalidLabels("items, annotators, values (and timestamps) must have the same length")
-        vals = np.asarray(values) if not isinstance(values, np.ndarray) else values
+        vals = _as_1d(values)
         if vals.dtype.kind == "f":
             keep = ~np.isnan(vals)
         elif vals.dtype == object:
-            keep = np.fromiter((not _is_missing(v) for v in vals), dtype=bool, count=n)
+            keep = np.fromiter((not is_missing_value(v) for v in vals), dtype=bool, count=n)
         else:
             keep = np.ones(n, dtype=bool)
         if categories is not None:
@@ -147,12 +167,12 @@ class LabelTable:
             outside = keep & (value_code < 0)
             if outside.any():
                 log.warning("ignoring %d label(s) with values outside the schema: %s", int(outside.sum()),
-                            _sorted_unique(vals[outside].tolist())[:10])
+                            sorted_unique(vals[outside].tolist())[:10])
             keep &= value_code >= 0
         else:
             kept_vals = vals[keep]
             if kept_vals.dtype == object:
-                distinct = _sorted_unique(kept_vals.tolist())
+                distinct = sorted_unique(kept_vals.tolist())
                 lookup = {c: i for i, c in enumerate(distinct)}
                 value_code = np.full(n, -1, dtype=np.int64)
                 value_code[keep] = np.fromiter((lookup[v] for v in kept_vals.tolist()), dtype=np.int64,
@@ -163,9 +183,8 @@ class LabelTable:
                 cats, inv = np.unique(kept_vals, return_inverse=True)
                 value_code = np.full(n, -1, dtype=np.int64)
                 value_code[keep] = inv
-        item_code, item_ids = _codes(np.asarray(items) if not isinstance(items, np.ndarray) else items)
-        ann_code, ann_ids = _codes(np.asarray(annotators) if not isinstance(annotators, np.ndarray)
-                                   else annotators)
+        item_code, item_ids = _codes(_as_1d(items))
+        ann_code, ann_ids = _codes(_as_1d(annotators))
         time = _to_datetime64(timestamps) if timestamps is not None else None
         idx = np.flatnonzero(keep)
         # Last label per (item, annotator) wins: sort by key, stable, keep each run's last row.
@@ -297,8 +316,8 @@ def cohen_kappa(rater_a: Sequence[Hashable], rater_b: Sequence[Hashable], *,
     """
     if len(rater_a) != len(rater_b):
         raise InvalidLabels("both raters need one entry per item")
-    pairs = [(a, b) for a, b in zip(rater_a, rater_b) if not _is_missing(a) and not _is_missing(b)]
-    cats = list(categories) if categories is not None else _sorted_unique([v for p in pairs for v in p])
+    pairs = [(a, b) for a, b in zip(rater_a, rater_b) if not is_missing_value(a) and not is_missing_value(b)]
+    cats = list(categories) if categories is not None else sorted_unique([v for p in pairs for v in p])
     lookup = {c: i for i, c in enumerate(cats)}
     table = np.zeros((len(cats), len(cats)))
     for a, b in pairs:
@@ -321,12 +340,16 @@ def _co_labelled_pairs(table: LabelTable) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((table.annotator, table.item))
     item_sorted = table.item[order]
     firsts, lasts = [], []
-    max_m = int(table.labels_per_item().max(initial=0))
-    for offset in range(1, max_m):
-        same = item_sorted[offset:] == item_sorted[:-offset]
-        pos = np.flatnonzero(same)
-        firsts.append(order[pos])
-        lasts.append(order[pos + offset])
+    # Positions whose item still continues `offset` rows further; shrinks each round, so the total work is
+    # the number of pairs even when a few items (gold) carry hundreds of labels.
+    candidates = np.arange(max(item_sorted.size - 1, 0))
+    offset = 1
+    while candidates.size:
+        candidates = candidates[candidates + offset < item_sorted.size]
+        candidates = candidates[item_sorted[candidates + offset] == item_sorted[candidates]]
+        firsts.append(order[candidates])
+        lasts.append(order[candidates + offset])
+        offset += 1
     if not firsts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(firsts), np.concatenate(lasts)
@@ -517,9 +540,13 @@ def _alpha_parts(table: LabelTable, level: Level) -> _AlphaParts:
         expected = max(2 * n * tot2 - 2 * tot1 * tot1, 0.0) / (n * (n - 1))
     else:
         x = table.numeric_categories()
-        i, j = _co_labelled_pairs(table)
-        pair_d = _ratio_difference(x[table.value[i]], x[table.value[j]])
-        within = np.bincount(table.item[i], weights=2 * pair_d, minlength=table.n_items)[units]
+        if x.size <= _DENSE_DIFFERENCE_MAX:
+            d = _ratio_difference(x[:, None], x[None, :])
+            within = np.asarray(counts.multiply(counts @ d).sum(axis=1)).ravel()  # n_u^T d n_u (d_cc = 0)
+        else:
+            i, j = _co_labelled_pairs(table)
+            pair_d = _ratio_difference(x[table.value[i]], x[table.value[j]])
+            within = np.bincount(table.item[i], weights=2 * pair_d, minlength=table.n_items)[units]
         unit_obs = within / pair_count
         expected = _ratio_expected(x, n_c) / (n * (n - 1))
     observed = float((m * unit_obs).sum() / n)

@@ -40,6 +40,14 @@ def main() -> None:
         with gzip.open(here / fname, "wt", encoding="utf-8", compresslevel=9) as fh:
             fh.write("\n".join(lines) + "\n")
         print(fname, len(lines), "ambiguous:", sum(1 for x in lines if x.endswith("*")))
+    # Lower-case words that are no census name: a capitalised one is a sentence start or a product, not a
+    # person. Plurals of a listed word are recognised at run time, so they are left out here.
+    everyone = set(firsts) | set(lasts)
+    plain = {w for w in common if w.isalpha() and w.isascii() and len(w) >= 2} - everyone
+    base = sorted(w for w in plain if not (w.endswith("s") and w[:-1] in plain))
+    with gzip.open(here / "common_words.txt.gz", "wt", encoding="utf-8", compresslevel=9) as fh:
+        fh.write("\n".join(base) + "\n")
+    print("common_words.txt.gz", len(base))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,341 @@
+"""Bulk import: Quorum (redaction + encryption; then redaction off) vs Label Studio, same file, same run.
+
+    .venv/bin/python benchmarks/ingest.py                 # 100,000 tasks (~200 words, PII-seeded)
+    .venv/bin/python benchmarks/ingest.py --n 20000 --skip-labelstudio
+
+What is measured, per system: wall time from the first byte of the POST to the import being complete
+(Quorum: the operation reports `succeeded`; Label Studio: its synchronous import returns), tasks/s, and the
+peak RSS of the server's whole process tree (psutil, sampled every 50 ms; Quorum's tree includes its
+redaction/encryption worker processes). Both servers run on this machine with the documented defaults:
+Quorum as `uvicorn services.api.app:create_app` (1 process + its import pool) on PostgreSQL/Redis at
+127.0.0.1; Label Studio 1.23.2 from PyPI in `.bench/labelstudio-venv` (Django dev server, SQLite).
+
+The file is one JSON array of Label Studio tasks `[{"data": {"text": ...}}, ...]`, which both accept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BENCH = ROOT / ".bench"
+LS_VENV = BENCH / "labelstudio-venv"
+LS_VERSION = "1.23.2"
+PY = sys.executable
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+
+TEXT_SCHEMA = {"data": [{"name": "text", "type": "text"}],
+               "controls": [{"name": "sentiment", "type": "single_choice", "source": "text",
+                             "options": ["positive", "negative", "neutral"]}]}
+LS_CONFIG = """<View><Text name="text" value="$text"/>
+<Choices name="sentiment" toName="text"><Choice value="positive"/><Choice value="negative"/><Choice value="neutral"/></Choices>
+</View>"""
+
+
+# -- data ------------------------------------------------------------------------------------------------
+
+def make_file(n: int, path: Path) -> Path:
+    if path.exists():
+        return path
+    from benchmarks.datagen.pii_corpus import iter_corpus
+
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write("[")
+        for i, doc in enumerate(iter_corpus(n, seed=7)):
+            if i:
+                fh.write(",\n")
+            fh.write(json.dumps({"data": {"text": doc.text}}, ensure_ascii=False))
+        fh.write("]\n")
+    tmp.rename(path)
+    return path
+
+
+def file_chunks(path: Path, size: int = 1024 * 1024):
+    with open(path, "rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk
+
+
+# -- memory sampling --------------------------------------------------------------------------------------
+
+class TreeMemory:
+    """Peak RSS of a process and all its descendants, sampled in a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def current(self) -> int:
+        total = 0
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        for proc in procs:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.current())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreeMemory:
+        self.peak = self.current()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- Quorum -------------------------------------------------------------------------------------------------
+
+def quorum_login(base: str, email: str, password: str) -> str:
+    """The real sign-in a data owner does: password, forced TOTP enrolment, first code → access token."""
+    import pyotp
+
+    with httpx.Client(base_url=base, timeout=30) as client:
+        r = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+        r.raise_for_status()
+        answer = r.json()
+        if answer.get("access_token"):
+            return answer["access_token"]
+        ticket = answer["mfa_ticket"]
+        r = client.post("/api/v1/auth/login/totp/enrol", json={"mfa_ticket": ticket})
+        r.raise_for_status()
+        code = pyotp.TOTP(r.json()["secret"]).now()
+        r = client.post("/api/v1/auth/login/totp/confirm", json={"mfa_ticket": ticket, "code": code})
+        r.raise_for_status()
+        return r.json()["access_token"]
+
+
+def run_quorum(path: Path, n: int, args: argparse.Namespace) -> list[dict]:
+    from shared.embedded import create_database
+    from shared.migrations import upgrade_all
+
+    admin = args.database_url
+    db_name = f"quorum_bench_{secrets.token_hex(3)}"
+    create_database(admin, db_name)
+    database_url = admin.rsplit("/", 1)[0] + "/" + db_name
+    upgrade_all(database_url)
+    data_dir = BENCH / "ingest" / f"quorum-{db_name}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "QUORUM_DATABASE_URL": database_url, "QUORUM_REDIS_URL": args.redis_url,
+           "QUORUM_DATA_DIR": str(data_dir), "QUORUM_ENVIRONMENT": "development",
+           "QUORUM_ACCESS_TOKEN_TTL_SECONDS": "3600",
+           "QUORUM_MIGRATE_ON_START": "false", "QUORUM_STREAM_PREFIX": f"bench-{secrets.token_hex(3)}",
+           "QUORUM_LOG_LEVEL": "WARNING", "QUORUM_MAX_UPLOAD_BYTES": str(2 * 1024**3)}
+    email, password = "bench-admin@example.com", secrets.token_urlsafe(16)
+    subprocess.run([PY, "-m", "shared.cli", "users", "create-admin", "--org", f"bench-{secrets.token_hex(3)}",
+                    "--email", email, "--password-stdin"], input=password + "\n", text=True, cwd=ROOT, env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    server = subprocess.Popen([PY, "-m", "uvicorn", "services.api.app:create_app", "--factory", "--host",
+                               "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
+                              cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    results = []
+    try:
+        wait_http(f"{base}/healthz", 60, server)
+        token = quorum_login(base, email, password)
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
+            for label, pii in (("Quorum, redaction + encryption", True), ("Quorum, redaction off (encrypted)", False)):
+                r = client.post("/api/v1/projects", json={"name": label, "label_schema": TEXT_SCHEMA,
+                                                          "pii": {"enabled": pii}})
+                r.raise_for_status()
+                project_id = r.json()["id"]
+                with TreeMemory(server.pid) as mem:
+                    started = time.perf_counter()
+                    r = client.post(f"/api/v1/projects/{project_id}/imports", content=file_chunks(path),
+                                    headers={"Content-Type": "application/json"},
+                                    params={"filename": path.name})
+                    r.raise_for_status()
+                    accepted = time.perf_counter() - started
+                    op_id = r.json()["id"]
+                    while True:
+                        status = client.get(f"/api/v1/imports/{op_id}").json()
+                        if status["status"] in ("succeeded", "failed"):
+                            break
+                        time.sleep(0.05)
+                    elapsed = time.perf_counter() - started
+                created = status["counts"]["created"]
+                if status["status"] != "succeeded" or created != n:
+                    raise RuntimeError(f"{label}: import ended {status['status']} with {status['counts']} "
+                                       f"(error: {status['error']}, first errors: {status['errors'][:3]})")
+                results.append({"system": label, "tasks": created, "seconds": elapsed, "rate": created / elapsed,
+                                "peak_rss": mem.peak, "upload_seconds": accepted})
+                print(f"  {label}: {created} tasks in {elapsed:.1f}s (upload {accepted:.1f}s) = "
+                      f"{created / elapsed:,.0f} tasks/s, peak RSS {mem.peak / 2**20:.0f} MiB", flush=True)
+            if args.check_pii:
+                sample = client.get(f"/api/v1/projects/{results and project_id}/tasks",
+                                    params={"include_data": "true", "limit": 1}).json()
+                print("  sample task (redaction off):", sample["items"][0]["data"]["text"][:120], "...")
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        if not args.keep_db:
+            from tests.conftest import _drop_database
+
+            _drop_database(admin, db_name)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return results
+
+
+# -- Label Studio ---------------------------------------------------------------------------------------------
+
+def ensure_labelstudio() -> Path:
+    exe = LS_VENV / "bin" / "label-studio"
+    if exe.exists():
+        return exe
+    print(f"installing label-studio=={LS_VERSION} into {LS_VENV} (~80 s) ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(LS_VENV)], check=True)
+    subprocess.run([str(LS_VENV / "bin" / "pip"), "install", "-q", f"label-studio=={LS_VERSION}"], check=True)
+    return exe
+
+
+def run_labelstudio(path: Path, n: int) -> dict:
+    exe = ensure_labelstudio()
+    work = BENCH / "ingest" / f"labelstudio-{secrets.token_hex(3)}"
+    (work / "home").mkdir(parents=True)
+    (work / "data").mkdir()
+    port = free_port()
+    token = secrets.token_hex(20)
+    env = {**os.environ, "HOME": str(work / "home"), "LABEL_STUDIO_BASE_DATA_DIR": str(work / "data"),
+           "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true", "COLLECT_ANALYTICS": "false", "SENTRY_DSN": "",
+           "FRONTEND_SENTRY_DSN": ""}
+    log = open(work / "server.log", "w")
+    server = subprocess.Popen([str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port",
+                               str(port), "--data-dir", str(work / "data"), "--username", "admin@example.com",
+                               "--password", secrets.token_hex(8), "--user-token", token,
+                               "--enable-legacy-api-token", "--log-level", "WARNING"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/health", 180, server)
+        headers = {"Authorization": f"Token {token}"}
+        with httpx.Client(base_url=base, headers=headers, timeout=3600) as client:
+            version = client.get("/api/version").json().get("release", "?")
+            r = client.post("/api/projects", json={"title": "ingest bench", "label_config": LS_CONFIG})
+            r.raise_for_status()
+            project_id = r.json()["id"]
+            with TreeMemory(server.pid) as mem:
+                started = time.perf_counter()
+                r = client.post(f"/api/projects/{project_id}/import", content=file_chunks(path),
+                                headers={"Content-Type": "application/json"})
+                elapsed = time.perf_counter() - started
+            r.raise_for_status()
+            count = client.get(f"/api/projects/{project_id}").json().get("task_number")
+        if count != n:
+            raise RuntimeError(f"Label Studio holds {count} tasks, expected {n}")
+        result = {"system": f"Label Studio {version} (no redaction, no encryption)", "tasks": count,
+                  "seconds": elapsed, "rate": count / elapsed, "peak_rss": mem.peak}
+        print(f"  {result['system']}: {count} tasks in {elapsed:.1f}s = {result['rate']:,.0f} tasks/s, "
+              f"peak RSS {mem.peak / 2**20:.0f} MiB", flush=True)
+        return result
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# -- report ------------------------------------------------------------------------------------------------------
+
+def report(results: list[dict], n: int, path: Path, command: str) -> str:
+    ls = next((r for r in results if r["system"].startswith("Label Studio")), None)
+    lines = [f"| system | tasks | seconds | tasks/s | vs Label Studio | peak RSS (MiB) |", "|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        ratio = f"{r['rate'] / ls['rate']:.2f}×" if ls else "–"
+        lines.append(f"| {r['system']} | {r['tasks']:,} | {r['seconds']:.1f} | {r['rate']:,.0f} | {ratio} | "
+                     f"{r['peak_rss'] / 2**20:.0f} |")
+    table = "\n".join(lines)
+    size = path.stat().st_size / 1e6
+    return (f"Command: `{command}` — {n:,} tasks of ~200 words seeded with PII "
+            f"(`benchmarks/datagen/pii_corpus.py`, seed 7), one {size:.0f} MB JSON array, {os.cpu_count()} CPUs, "
+            f"measured {datetime.now(UTC):%Y-%m-%d}.\n\n{table}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--database-url", default=os.environ.get("QUORUM_BENCH_DATABASE_URL",
+                                                             "postgresql://postgres@127.0.0.1:5432/postgres"))
+    ap.add_argument("--redis-url", default=os.environ.get("QUORUM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    ap.add_argument("--skip-labelstudio", action="store_true")
+    ap.add_argument("--keep-db", action="store_true")
+    ap.add_argument("--check-pii", action="store_true")
+    ap.add_argument("--write-results", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    args = ap.parse_args(argv)
+    command = "python benchmarks/ingest.py" + (f" --n {args.n}" if args.n != 100_000 else "")
+    (BENCH / "ingest").mkdir(parents=True, exist_ok=True)
+    path = make_file(args.n, BENCH / "ingest" / f"tasks-{args.n}.json")
+    print(f"file: {path} ({path.stat().st_size / 1e6:.0f} MB, {args.n} tasks)", flush=True)
+    results = []
+    if not args.skip_labelstudio:
+        results.append(run_labelstudio(path, args.n))
+    results = results + run_quorum(path, args.n, args)
+    order = {r["system"]: i for i, r in enumerate(results)}
+    results.sort(key=lambda r: (not r["system"].startswith("Label"), order[r["system"]]))
+    text = report(results, args.n, path, command)
+    print()
+    print(text)
+    if args.write_results:
+        with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as fh:
+            fh.write("\n## Ingest: bulk import vs Label Studio\n\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

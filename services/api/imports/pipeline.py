@@ -1,0 +1,508 @@
+"""Row → task, the CPU-bound part of an import: validate, hash, redact, encrypt. Runs in worker processes.
+
+Imports nothing of the web stack so a worker process stays small. A row becomes either a complete
+`PreparedTask` (everything already encrypted, ready to COPY) or a list of errors — never half a task.
+
+Per-task data keys: every task gets its own 256-bit data key (wrapped under the active KEK by the worker,
+which holds only the wrapping subkey). Erasing one task destroys exactly its key; no other task shares it.
+The measured cost of that (key generation + wrap + one `data_keys` row) is small next to redaction, so
+per-batch keys (which would need re-encrypting the batch's other tasks on every single-task erasure) were
+not needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+MAX_ROW_BYTES = 1024 * 1024
+MAX_ERRORS_PER_ROW = 10
+NONCE_BYTES = 12
+TASK_FORMAT = b"\x01"  # ciphertext layout version: 0x01 ‖ nonce ‖ AES-256-GCM(payload) ‖ tag
+
+LS_TYPES = {
+    "single_choice": {"choices"},
+    "multi_choice": {"choices"},
+    "spans": {"labels"},
+    "bbox": {"rectanglelabels", "rectangle"},
+    "polygon": {"polygonlabels", "polygon"},
+    "time_segments": {"labels"},
+    "text": {"textarea"},
+    "number": {"number"},
+    "rating": {"rating"},
+}
+LS_TOP_KEYS = {"data", "predictions", "id", "meta", "created_at", "updated_at"}
+MEDIA_TYPES = {"image", "audio", "video", "document", "url"}
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """Everything a worker needs for one project's rows (pickled per chunk; small)."""
+
+    project_id: str
+    org_id: str
+    schema_version: int
+    label_schema: dict[str, Any]
+    pii_enabled: bool
+    pii_policy: dict[str, Any]  # shared.pii.RedactionPolicy fields
+    keep_original: bool
+    pseudonym_key: bytes
+    content_hash_key: bytes
+    wrap_version: int
+    wrap_key: bytes
+    from_csv: bool = False
+
+    def __repr__(self) -> str:
+        return f"RowContext(project={self.project_id}, schema v{self.schema_version}, pii={self.pii_enabled})"
+
+
+@dataclass
+class RowError:
+    row: int
+    field: str | None
+    message: str
+
+
+@dataclass
+class PreparedTask:
+    row: int
+    task_id: uuid.UUID
+    content_hash: bytes
+    key: tuple[str, int, bytes]  # key_id, kek_version, wrapped
+    data_enc: bytes
+    original_key: tuple[str, int, bytes] | None
+    original_enc: bytes | None
+    pii_counts: dict[str, int]
+    pseudonyms: list[str]
+    has_predictions: bool
+
+
+@dataclass
+class ChunkResult:
+    tasks: list[PreparedTask] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    invalid_rows: int = 0
+
+
+# -- worker-process caches ---------------------------------------------------------------------------
+
+_REDACTORS: dict[tuple, Any] = {}
+
+
+def _redactor(ctx: RowContext) -> Any:
+    key = (ctx.project_id, orjson.dumps(ctx.pii_policy, option=orjson.OPT_SORT_KEYS), ctx.pseudonym_key)
+    redactor = _REDACTORS.get(key)
+    if redactor is None:
+        from shared.pii import RedactionPolicy, Redactor
+
+        if len(_REDACTORS) > 32:
+            _REDACTORS.clear()
+        redactor = _REDACTORS[key] = Redactor(RedactionPolicy.model_validate(ctx.pii_policy), ctx.pseudonym_key)
+    return redactor
+
+
+def warm_up() -> None:
+    """Pool initializer: pay the PII engine's import and lexicon load once per worker."""
+    from shared.pii import Redactor
+
+    Redactor().redact("warm up John Smith john@example.com")
+
+
+# -- the chunk entry point ---------------------------------------------------------------------------
+
+def prepare_chunk(ctx: RowContext, rows: list[tuple[int, Any]]) -> ChunkResult:
+    """`rows`: (row number, raw) with raw = JSON bytes/str to parse, an already parsed value, or a
+    `RowError` found while splitting the file."""
+    result = ChunkResult()
+    redactor = _redactor(ctx) if ctx.pii_enabled else None
+    wrap_aead = AESGCM(ctx.wrap_key)
+    for number, raw in rows:
+        if isinstance(raw, RowError):
+            result.errors.append(raw)
+            result.invalid_rows += 1
+            continue
+        errors: list[RowError] = []
+        try:
+            task = _prepare_row(ctx, number, raw, redactor, wrap_aead, errors)
+        except Exception as exc:  # a bug or a pathological value must cost one row, not the import
+            errors = [RowError(number, None, f"row could not be processed ({type(exc).__name__})")]
+            task = None
+        if task is None:
+            result.errors.extend(errors[:MAX_ERRORS_PER_ROW])
+            result.invalid_rows += 1
+        else:
+            result.tasks.append(task)
+    return result
+
+
+def _prepare_row(ctx: RowContext, number: int, raw: Any, redactor: Any, wrap_aead: AESGCM,
+                 errors: list[RowError]) -> PreparedTask | None:
+    obj = _parse(number, raw, errors)
+    if obj is None:
+        return None
+    data, predictions = _split(number, obj, errors)
+    if data is None:
+        return None
+    schema = ctx.label_schema
+    _validate_data(number, data, schema, ctx.from_csv, errors)
+    controls = {c["name"]: c for c in schema["controls"]}
+    if predictions:
+        _validate_predictions(number, predictions, controls, data, errors)
+    if errors:
+        return None
+
+    canonical = orjson.dumps({"data": data, "predictions": predictions}, option=orjson.OPT_SORT_KEYS)
+    content_hash = hmac.new(ctx.content_hash_key, canonical, hashlib.sha256).digest()
+
+    report: dict[str, Any] = {"counts": {}, "entities": []}
+    pseudonyms: list[str] = []
+    shown_data, shown_predictions = data, predictions
+    if redactor is not None:
+        skip = {f["name"] for f in schema["data"] if not f.get("redact", True)}
+        offset_maps: dict[str, list[tuple[int, int, int, int]]] = {}
+        shown_data = {}
+        for name, value in data.items():
+            if name in skip:
+                shown_data[name] = value
+            else:
+                shown_data[name] = _redact_value(redactor, value, name, report, pseudonyms, offset_maps)
+        if predictions:
+            shown_predictions = _redact_predictions(redactor, predictions, controls, offset_maps, report,
+                                                    pseudonyms)
+
+    task_id = uuid.uuid4()
+    key_id, dek, kek_version, wrapped = _new_key(ctx, wrap_aead)
+    payload = orjson.dumps({"data": shown_data, "predictions": shown_predictions, "redaction": report})
+    data_enc = encrypt_task_payload(dek, task_id, payload, purpose="data")
+    original_key = original_enc = None
+    if ctx.keep_original and redactor is not None and report["entities"]:
+        okey_id, odek, okek, owrapped = _new_key(ctx, wrap_aead)
+        original_key = (okey_id, okek, owrapped)
+        original_enc = encrypt_task_payload(odek, task_id, canonical, purpose="original")
+    return PreparedTask(number, task_id, content_hash, (key_id, kek_version, wrapped), data_enc, original_key,
+                        original_enc, report["counts"], sorted(set(pseudonyms)), bool(predictions))
+
+
+# -- encryption ----------------------------------------------------------------------------------------
+
+def _new_key(ctx: RowContext, wrap_aead: AESGCM) -> tuple[str, bytes, int, bytes]:
+    # Same layout and AAD as shared.crypto.datakeys.wrap_data_key, with the AESGCM object reused.
+    from shared.crypto.datakeys import _wrap_aad
+
+    key_id = "dk_" + os.urandom(16).hex()
+    dek = os.urandom(32)
+    nonce = os.urandom(12)
+    wrapped = nonce + wrap_aead.encrypt(nonce, dek, _wrap_aad(ctx.wrap_version, key_id))
+    return key_id, dek, ctx.wrap_version, wrapped
+
+
+def _aad(task_id: uuid.UUID, purpose: str) -> bytes:
+    return b"quorum-task/1|" + purpose.encode() + b"|" + task_id.bytes
+
+
+def encrypt_task_payload(dek: bytes, task_id: uuid.UUID, payload: bytes, *, purpose: str) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return TASK_FORMAT + nonce + AESGCM(dek).encrypt(nonce, payload, _aad(task_id, purpose))
+
+
+def decrypt_task_payload(dek: bytes, task_id: uuid.UUID, blob: bytes, *, purpose: str) -> bytes:
+    """Raises `cryptography.exceptions.InvalidTag` on any tampering or a row copied to another task."""
+    if blob[:1] != TASK_FORMAT:
+        raise ValueError("unknown task ciphertext format")
+    return AESGCM(dek).decrypt(blob[1:1 + NONCE_BYTES], blob[1 + NONCE_BYTES:], _aad(task_id, purpose))
+
+
+# -- parsing and validation ---------------------------------------------------------------------------
+
+def _parse(number: int, raw: Any, errors: list[RowError]) -> Any:
+    if isinstance(raw, bytes | bytearray | memoryview):
+        if len(raw) > MAX_ROW_BYTES:
+            errors.append(RowError(number, None, f"row is larger than {MAX_ROW_BYTES} bytes"))
+            return None
+        try:
+            bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            errors.append(RowError(number, None, f"not valid UTF-8 (byte 0x{raw[exc.start]:02X} at offset "
+                                                  f"{exc.start}); declare the charset, e.g. "
+                                                  f"'Content-Type: application/x-ndjson; charset=latin-1'"))
+            return None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            errors.append(RowError(number, None, f"malformed JSON: {exc}"))
+            return None
+    if isinstance(raw, str):
+        try:
+            return orjson.loads(raw.encode("utf-8"))
+        except UnicodeEncodeError:
+            errors.append(RowError(number, None, "not valid UTF-8; declare the file's charset"))
+            return None
+        except orjson.JSONDecodeError as exc:
+            errors.append(RowError(number, None, f"malformed JSON: {exc}"))
+            return None
+    bad = _first_surrogate_path(raw, "")
+    if bad is not None:
+        errors.append(RowError(number, bad or None, "not valid UTF-8; declare the file's charset "
+                                                   "(e.g. charset=latin-1)"))
+        return None
+    return raw
+
+
+def _first_surrogate_path(value: Any, path: str) -> str | None:
+    """Invalid UTF-8 decoded with surrogateescape leaves lone surrogates: find the first one."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _first_surrogate_path(k, path) if isinstance(k, str) else None
+            if found is None:
+                found = _first_surrogate_path(v, f"{path}.{k}" if path else str(k))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _first_surrogate_path(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _split(number: int, obj: Any, errors: list[RowError]) -> tuple[dict | None, list]:
+    if not isinstance(obj, dict):
+        errors.append(RowError(number, None, f"a task must be a JSON object, got {type(obj).__name__}"))
+        return None, []
+    if "data" in obj and isinstance(obj["data"], dict):  # Label Studio task format
+        unknown = set(obj) - LS_TOP_KEYS
+        if "annotations" in unknown:
+            errors.append(RowError(number, "annotations", "importing annotations is not supported; "
+                                                          "send them as predictions (pre-labels)"))
+            return None, []
+        if unknown:
+            errors.append(RowError(number, sorted(unknown)[0], "unknown top-level key in a Label Studio task "
+                                                               f"(allowed: {', '.join(sorted(LS_TOP_KEYS))})"))
+            return None, []
+        predictions = obj.get("predictions") or []
+        if not isinstance(predictions, list):
+            errors.append(RowError(number, "predictions", "must be a list"))
+            return None, []
+        return obj["data"], predictions
+    return obj, []
+
+
+def _validate_data(number: int, data: dict, schema: dict, from_csv: bool, errors: list[RowError]) -> None:
+    for f in schema["data"]:
+        name, kind = f["name"], f["type"]
+        value = data.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if f.get("required", True):
+                errors.append(RowError(number, f"data.{name}", f"required {kind} field is missing or empty"))
+            continue
+        if kind == "text" and not isinstance(value, str):
+            errors.append(RowError(number, f"data.{name}", f"must be a string, got {type(value).__name__}"))
+        elif kind in MEDIA_TYPES and not isinstance(value, str):
+            errors.append(RowError(number, f"data.{name}", f"must be a URL or media reference string"))
+        elif kind == "number":
+            if from_csv and isinstance(value, str):
+                try:
+                    data[name] = float(value) if any(c in value for c in ".eE") else int(value)
+                except ValueError:
+                    errors.append(RowError(number, f"data.{name}", f"must be a number, got {value[:40]!r}"))
+            elif not isinstance(value, int | float) or isinstance(value, bool):
+                errors.append(RowError(number, f"data.{name}", f"must be a number, got {type(value).__name__}"))
+
+
+def _validate_predictions(number: int, predictions: list, controls: dict, data: dict,
+                          errors: list[RowError]) -> None:
+    for i, pred in enumerate(predictions):
+        where = f"predictions[{i}]"
+        if not isinstance(pred, dict):
+            errors.append(RowError(number, where, "must be an object"))
+            continue
+        unknown = set(pred) - {"model_version", "score", "result", "id", "created_ago", "created_at",
+                               "updated_at", "cluster", "neighbors", "mislabeling", "task", "project"}
+        if unknown:
+            errors.append(RowError(number, f"{where}.{sorted(unknown)[0]}", "unknown prediction field"))
+        score = pred.get("score")
+        if score is not None and (not isinstance(score, int | float) or isinstance(score, bool)):
+            errors.append(RowError(number, f"{where}.score", "must be a number"))
+        result = pred.get("result")
+        if not isinstance(result, list):
+            errors.append(RowError(number, f"{where}.result", "must be a list of regions"))
+            continue
+        for j, item in enumerate(result):
+            _validate_region(number, f"{where}.result[{j}]", item, controls, data, errors)
+
+
+def _validate_region(number: int, where: str, item: Any, controls: dict, data: dict,
+                     errors: list[RowError]) -> None:
+    def bad(suffix: str, message: str) -> None:
+        errors.append(RowError(number, f"{where}{suffix}", message))
+
+    if not isinstance(item, dict):
+        return bad("", "must be an object")
+    control = controls.get(item.get("from_name"))
+    if control is None:
+        return bad(".from_name", f"names no control of the label schema: {str(item.get('from_name'))[:60]!r}")
+    if item.get("to_name") not in (None, control["source"]):
+        return bad(".to_name", f"control {control['name']!r} annotates {control['source']!r}")
+    kind = control["type"]
+    if item.get("type") not in LS_TYPES[kind]:
+        return bad(".type", f"control {control['name']!r} ({kind}) takes {' or '.join(sorted(LS_TYPES[kind]))}")
+    value = item.get("value")
+    if not isinstance(value, dict):
+        return bad(".value", "must be an object")
+    labels_key = item["type"] if item["type"].endswith("labels") else "labels"
+    if kind in ("single_choice", "multi_choice"):
+        choices = value.get("choices")
+        if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+            return bad(".value.choices", "must be a list of option strings")
+        unknown = [c for c in choices if c not in control["options"]]
+        if unknown:
+            return bad(".value.choices", f"not an option of {control['name']!r}: {unknown[0][:60]!r}")
+        if kind == "single_choice" and len(choices) != 1:
+            return bad(".value.choices", "a single-choice control takes exactly one option")
+    elif kind in ("spans", "time_segments", "bbox", "polygon"):
+        labels = value.get(labels_key, value.get("labels"))
+        if labels is not None:
+            if not isinstance(labels, list) or any(lb not in control["labels"] for lb in labels):
+                return bad(f".value.{labels_key}", f"labels must come from {control['name']!r}'s label set")
+        if kind == "spans":
+            start, end = value.get("start"), value.get("end")
+            text = data.get(control["source"])
+            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end
+                    and isinstance(text, str) and end <= len(text)):
+                return bad(".value", "span needs integer start < end within the text")
+        elif kind == "time_segments":
+            start, end = value.get("start"), value.get("end")
+            if not (_num(start) and _num(end) and 0 <= start < end):
+                return bad(".value", "segment needs numeric start < end (seconds)")
+        elif kind == "bbox":
+            coords = [value.get(k) for k in ("x", "y", "width", "height")]
+            if not all(_num(c) for c in coords) or not all(0 <= c <= 100 for c in coords):
+                return bad(".value", "box needs x, y, width, height as percentages 0..100")
+        else:
+            points = value.get("points")
+            if (not isinstance(points, list) or not control["min_points"] <= len(points) <= control["max_points"]
+                    or not all(isinstance(p, list) and len(p) == 2 and all(_num(c) and 0 <= c <= 100 for c in p)
+                               for p in points)):
+                return bad(".value.points", f"polygon needs {control['min_points']}..{control['max_points']} "
+                                            "[x, y] points as percentages")
+    elif kind == "text":
+        text = value.get("text")
+        if not isinstance(text, list) or not all(isinstance(t, str) for t in text):
+            return bad(".value.text", "must be a list of strings")
+        if sum(len(t) for t in text) > control["max_length"]:
+            return bad(".value.text", f"longer than {control['max_length']} characters")
+    else:
+        key = "number" if kind == "number" else "rating"
+        n = value.get(key)
+        if not _num(n) or not control["min"] <= n <= control["max"]:
+            return bad(f".value.{key}", f"must be a number in {control['min']}..{control['max']}")
+        steps = (n - control["min"]) / control["step"]
+        if abs(steps - round(steps)) > 1e-9:
+            return bad(f".value.{key}", f"must be a multiple of step {control['step']} from {control['min']}")
+    return None
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# -- redaction --------------------------------------------------------------------------------------------
+
+def _redact_text(redactor: Any, text: str, path: str, report: dict, pseudonyms: list[str]
+                 ) -> tuple[str, list[tuple[int, int, int, int]]]:
+    """Redacted text plus the map of replaced spans: (orig_start, orig_end, new_start, new_end)."""
+    from shared.pii import Action, pseudonym
+
+    spans = redactor.find(text)
+    if not spans:
+        return text, []
+    policy = redactor.policy
+    parts: list[str] = []
+    mapping: list[tuple[int, int, int, int]] = []
+    pos = out = 0
+    counts = report["counts"]
+    for sp in spans:
+        parts.append(text[pos:sp.start])
+        out += sp.start - pos
+        action = policy.action_for(sp.entity_type)
+        if action is Action.PSEUDONYMISE:
+            placeholder = pseudonym(sp.entity_type, text[sp.start:sp.end], redactor._key, policy.pseudonym_hex_chars)
+            pseudonyms.append(placeholder)
+        else:
+            placeholder = f"[{sp.entity_type.value}]"
+        parts.append(placeholder)
+        mapping.append((sp.start, sp.end, out, out + len(placeholder)))
+        report["entities"].append({"path": path, "start": out, "end": out + len(placeholder),
+                                   "entity_type": sp.entity_type.value, "action": action.value})
+        counts[sp.entity_type.value] = counts.get(sp.entity_type.value, 0) + 1
+        out += len(placeholder)
+        pos = sp.end
+    parts.append(text[pos:])
+    return "".join(parts), mapping
+
+
+def _redact_value(redactor: Any, value: Any, path: str, report: dict, pseudonyms: list[str],
+                  offset_maps: dict[str, list]) -> Any:
+    if isinstance(value, str):
+        text, mapping = _redact_text(redactor, value, path, report, pseudonyms)
+        offset_maps[path] = mapping
+        return text
+    if isinstance(value, dict):
+        return {k: _redact_value(redactor, v, f"{path}.{k}", report, pseudonyms, offset_maps)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(redactor, v, f"{path}[{i}]", report, pseudonyms, offset_maps)
+                for i, v in enumerate(value)]
+    return value
+
+
+def remap_offset(mapping: list[tuple[int, int, int, int]], offset: int, *, is_end: bool) -> int:
+    """An offset in the original text → the redacted text. Inside a replaced span it snaps to the
+    placeholder's edge (a start to the placeholder's start, an end to its end)."""
+    shift = 0
+    for o_start, o_end, n_start, n_end in mapping:
+        if offset <= o_start:
+            return offset + shift
+        if offset < o_end or (is_end and offset == o_end):
+            return n_end if is_end else n_start
+        shift = n_end - o_end
+    return offset + shift
+
+
+def _redact_predictions(redactor: Any, predictions: list, controls: dict, offset_maps: dict, report: dict,
+                        pseudonyms: list[str]) -> list:
+    out = []
+    for i, pred in enumerate(predictions):
+        pred = dict(pred)
+        regions = []
+        for j, item in enumerate(pred.get("result", [])):
+            item = dict(item)
+            value = dict(item["value"])
+            control = controls[item["from_name"]]
+            if control["type"] == "spans":
+                mapping = offset_maps.get(control["source"], [])
+                start = remap_offset(mapping, value["start"], is_end=False)
+                end = remap_offset(mapping, value["end"], is_end=True)
+                value["start"], value["end"] = start, max(end, start + 1)
+                value.pop("text", None)  # the original substring may be PII; re-derive from the redacted text
+            elif control["type"] == "text":  # free text (transcriptions) is the only prediction text
+                path = f"predictions[{i}].result[{j}].value.text"
+                value["text"] = _redact_value(redactor, value["text"], path, report, pseudonyms, {})
+            item["value"] = value
+            regions.append(item)
+        pred["result"] = regions
+        out.append(pred)
+    return out

@@ -1,0 +1,146 @@
+"""The label store: idempotent upserts from events, superseding re-submissions, task and project reads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.consensus.labels.models import gold_labels, labels, reviews
+
+SCHEMA = labels.schema
+
+
+@dataclass(frozen=True, order=True)
+class TaskKey:
+    project_id: uuid.UUID
+    task_id: str
+    control: str
+
+    def lock_id(self) -> int:
+        digest = hashlib.blake2b(f"{self.project_id}:{self.task_id}:{self.control}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass
+class NewLabel:
+    annotation_id: str
+    key: TaskKey
+    annotator_id: str
+    label_type: str
+    value: Any
+    submitted_at: datetime
+
+
+async def lock_tasks(session: AsyncSession, keys: Iterable[TaskKey]) -> None:
+    """Serialise updates of the same task across consumers and replicas (transaction-scoped, sorted: no deadlock)."""
+    ids = sorted({k.lock_id() for k in keys})
+    if not ids:
+        return
+    await session.execute(sa.text(
+        "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(CAST(:ids AS bigint[])) AS k ORDER BY 1) AS s"),
+        {"ids": ids})
+
+
+async def store_labels(session: AsyncSession, new: list[NewLabel]) -> list[NewLabel]:
+    """Insert labels (a known annotation id is a no-op); the latest submission per annotator and task wins.
+
+    Returns the labels that were new.
+    """
+    if not new:
+        return []
+    rows = [{"annotation_id": n.annotation_id, "project_id": str(n.key.project_id), "task_id": n.key.task_id,
+             "control": n.key.control, "annotator_id": n.annotator_id, "label_type": n.label_type,
+             "value": n.value, "submitted_at": n.submitted_at.isoformat()} for n in new]
+    inserted = (await session.execute(sa.text(f"""
+        INSERT INTO {SCHEMA}.labels (annotation_id, project_id, task_id, control, annotator_id, label_type, value,
+                                     submitted_at)
+        SELECT annotation_id, project_id, task_id, control, annotator_id, label_type, value, submitted_at
+        FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(annotation_id text, project_id uuid, task_id text,
+             control text, annotator_id text, label_type text, value jsonb, submitted_at timestamptz)
+        ON CONFLICT (annotation_id) DO NOTHING
+        RETURNING id, annotation_id"""), {"rows": json.dumps(rows)})).all()
+    if not inserted:
+        return []
+    await session.execute(sa.text(f"""
+        UPDATE {SCHEMA}.labels AS l SET superseded = true
+        FROM (SELECT id FROM (
+                SELECT l2.id, row_number() OVER (PARTITION BY l2.project_id, l2.task_id, l2.control, l2.annotator_id
+                                                 ORDER BY l2.submitted_at DESC, l2.id DESC) AS rn
+                FROM {SCHEMA}.labels AS l2
+                JOIN (SELECT DISTINCT project_id, task_id, control, annotator_id FROM {SCHEMA}.labels
+                      WHERE id = ANY(CAST(:ids AS bigint[]))) AS k
+                  ON l2.project_id = k.project_id AND l2.task_id = k.task_id AND l2.control = k.control
+                 AND l2.annotator_id = k.annotator_id
+                WHERE NOT l2.superseded) AS ranked
+              WHERE rn > 1) AS s
+        WHERE l.id = s.id"""), {"ids": [r.id for r in inserted]})
+    fresh = {r.annotation_id for r in inserted}
+    return [n for n in new if n.annotation_id in fresh]
+
+
+async def set_gold(session: AsyncSession, key: TaskKey, value: Any) -> None:
+    stmt = pg_insert(gold_labels).values(project_id=key.project_id, task_id=key.task_id, control=key.control,
+                                         value=value)
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=[gold_labels.c.project_id, gold_labels.c.task_id, gold_labels.c.control],
+        set_={"value": stmt.excluded.value, "set_at": sa.func.now()}))
+
+
+async def store_review(session: AsyncSession, *, project_id: uuid.UUID, task_id: str, annotation_id: str,
+                       reviewer_id: str, verdict: str, corrected_value: Any) -> list[TaskKey]:
+    """Upsert the reviewer's verdict on an annotation; returns the task keys it is evidence for."""
+    stmt = pg_insert(reviews).values(project_id=project_id, task_id=task_id, annotation_id=annotation_id,
+                                     reviewer_id=reviewer_id, verdict=verdict, corrected_value=corrected_value)
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=[reviews.c.annotation_id, reviews.c.reviewer_id],
+        set_={"verdict": stmt.excluded.verdict, "corrected_value": stmt.excluded.corrected_value,
+              "reviewed_at": sa.func.now()}))
+    controls = (await session.execute(sa.select(labels.c.control).where(
+        labels.c.annotation_id == annotation_id, labels.c.project_id == project_id))).scalars().all()
+    return [TaskKey(project_id, task_id, c) for c in controls]
+
+
+@dataclass
+class ProjectLabels:
+    """Current (not superseded) labels of one control across a project, as parallel columns."""
+
+    ids: list[int]
+    tasks: list[str]
+    annotators: list[str]
+    values: list[Any]
+    submitted_at: list[datetime]
+    max_label_id: int
+
+
+async def project_labels(session: AsyncSession, project_id: uuid.UUID, control: str) -> ProjectLabels:
+    rows = (await session.execute(
+        sa.select(labels.c.id, labels.c.task_id, labels.c.annotator_id, labels.c.value, labels.c.submitted_at)
+        .where(labels.c.project_id == project_id, labels.c.control == control, labels.c.superseded.is_(False))
+        .order_by(labels.c.id))).all()
+    return ProjectLabels(ids=[r.id for r in rows], tasks=[r.task_id for r in rows], annotators=[r.annotator_id for r in rows],
+                         values=[r.value for r in rows], submitted_at=[r.submitted_at for r in rows],
+                         max_label_id=max((r.id for r in rows), default=0))
+
+
+async def project_gold(session: AsyncSession, project_id: uuid.UUID, control: str) -> dict[str, Any]:
+    rows = (await session.execute(sa.select(gold_labels.c.task_id, gold_labels.c.value).where(
+        gold_labels.c.project_id == project_id, gold_labels.c.control == control))).all()
+    return {r.task_id: r.value for r in rows}
+
+
+async def project_reviews(session: AsyncSession, project_id: uuid.UUID, control: str) -> list[tuple[str, str, Any, Any]]:
+    """(task, verdict, reviewed annotation's value, corrected value) for the control's reviewed annotations."""
+    rows = (await session.execute(
+        sa.select(reviews.c.task_id, reviews.c.verdict, labels.c.value, reviews.c.corrected_value)
+        .join(labels, labels.c.annotation_id == reviews.c.annotation_id)
+        .where(reviews.c.project_id == project_id, labels.c.control == control))).all()
+    return [(r.task_id, r.verdict, r.value, r.corrected_value) for r in rows]

@@ -1,0 +1,1 @@
+"""Annotator quality: accuracy against gold, agreement with consensus, spammer / adversarial flags."""

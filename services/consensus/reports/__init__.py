@@ -1,0 +1,1 @@
+"""Rendered reports (plots) for managers."""

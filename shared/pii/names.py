@@ -1,0 +1,238 @@
+"""Person names: a pluggable NER interface plus an offline gazetteer recognizer.
+
+The gazetteer recognizer uses US Census first-name and surname lists (see data/build_gazetteer.py),
+a list of common English words, titles and context cues. It never fetches anything at run time.
+A spaCy pipeline is used only when one is installed as a package; both can run together.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Protocol, runtime_checkable
+
+# Token classes.
+_F, _FA, _L, _LA, _W, _U, _TITLE, _INITIAL, _P = range(9)
+
+_TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "professor", "sir", "dame", "lady", "lord", "rev",
+           "capt", "captain", "sgt", "officer", "judge", "det", "detective", "nurse", "madam", "mister"}
+
+# Capitalised words that are census names yet, standing alone or in a row, are mostly something else.
+_NOT_NAMES = set("""
+january february march april may june july august september october november december monday tuesday
+wednesday thursday friday saturday sunday christmas easter halloween thanksgiving street st avenue ave road rd
+boulevard blvd lane ln drive court place terrace way parkway highway circle square close crescent gardens
+grove row trail alley plaza north south east west inc ltd llc corp co company bank university college school
+hospital clinic group team support service services customer client admin administrator manager office
+department the a an and or of in on at to for by with from dear hi hello hey thanks regards best sincerely
+cheers please note ticket order invoice account version release update build server api ip mac iban visa
+mastercard amex paypal google apple microsoft amazon windows linux android iphone ios slack zoom teams
+texas georgia virginia carolina dakota indiana montana nevada florida california washington jersey york
+paris london berlin madrid rome sydney phoenix denver austin dallas houston charlotte madison lincoln
+jackson florence augusta victoria columbia israel india china jordan kenya chad america europe asia africa
+england scotland wales ireland france germany spain italy canada mexico brazil japan god lord jesus
+""".split())
+
+_REST = r"(?:(?:[a-z]+(?:[A-Z][a-z]+)?|['’][A-Z][a-z]+)(?:-[A-Z][a-z]+)?(?![\w@])|\.(?=\s))"
+# A run of capitalised words (or initials "K.") separated by a space, or by ". " (kept only after a title).
+_CAP_RUN = re.compile(rf"[A-Z](?<![\w@./:#\\-][A-Z]){_REST}(?:\.? [A-Z]{_REST})*")
+# Context cues, matched with str.endswith on the lower-cased text before a run (then a word-boundary check).
+_STRONG_CUES = ("my name is", "name is", "name:", "name", "dear", "signed", "signed by", "sincerely", "regards",
+                "attn", "attention", "named", "called", "patient", "employee", "applicant", "tenant", "cardholder",
+                "account holder", "contact person", "best", "cheers", "thanks", "thank you", "i am", "i'm",
+                "this is")
+_WEAK_CUES = ("hi", "hello", "hey", "from", "contact", "ask for", "speak to", "speak with", "spoke to",
+              "spoke with", "talked to", "cc", "by", "with", "for", "and", "customer", "client", "user", "met",
+              "emailed", "called", "to")
+
+
+def _cue(text: str, start: int, cues: tuple[str, ...]) -> bool:
+    before = text[max(0, start - 24):start].lower().rstrip(" ,:;-")
+    if not before.endswith(cues):
+        return False
+    for cue in cues:
+        if before.endswith(cue):
+            k = len(before) - len(cue)
+            if k == 0 or not before[k - 1].isalnum():
+                return True
+    return False
+
+
+@runtime_checkable
+class NameRecognizer(Protocol):
+    """Anything that finds person names: returns half-open character ranges in `text`."""
+
+    def find_names(self, text: str) -> list[tuple[int, int]]: ...
+
+
+def _load(name: str) -> list[str]:
+    ref = resources.files("shared.pii").joinpath("data", name)
+    with ref.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as fh:
+        return [line.strip() for line in fh if line.strip()]
+
+
+@lru_cache(maxsize=1)
+def _lexicon() -> dict[str, int]:
+    """Lower-cased word -> token class. Later assignments win: unambiguous names beat common words."""
+    lex: dict[str, int] = {}
+    for w in _load("common_words.txt.gz"):
+        lex[w] = _W
+    for w in _load("surnames.txt.gz"):
+        lex[w.rstrip("*")] = _LA if w.endswith("*") else _L
+    for w in _load("first_names.txt.gz"):
+        lex[w.rstrip("*")] = _FA if w.endswith("*") else _F
+    for w in _NOT_NAMES:
+        # A census name that is mostly a place or a month ("Jackson", "Austin", "June") still counts
+        # after a title or a first name ("Dr. Jackson", "Andrew Jackson").
+        lex[w] = _P if lex.get(w) in (_F, _FA, _L, _LA) else _W
+    for w in _TITLES:
+        lex[w] = _TITLE
+    return lex
+
+
+class GazetteerNameRecognizer:
+    """Census names + capitalisation + titles + context cues, tuned against common capitalised words."""
+
+    max_tokens = 4
+
+    def __init__(self) -> None:
+        self._lex = _lexicon()
+        self._cache: dict[str, int] = {}
+
+    def _classify(self, word: str) -> int:
+        if len(word) == 2 and word[1] == ".":
+            return _INITIAL
+        low = word.lower()
+        cls = self._lex.get(low)
+        if cls is None and "-" in low:
+            parts = [self._lex.get(p) for p in low.split("-")]
+            cls = _L if any(p in (_F, _L, _FA, _LA) for p in parts) else _U
+        if cls is None and low.endswith("s") and self._lex.get(low[:-1]) == _W:
+            cls = _W
+        return _U if cls is None else cls
+
+    def _cls(self, word: str) -> int:
+        cls = self._cache.get(word)
+        if cls is None:
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            cls = self._cache[word] = self._classify(word)
+        return cls
+
+    def find_names(self, text: str) -> list[tuple[int, int]]:
+        found: list[tuple[int, int]] = []
+        for m in _CAP_RUN.finditer(text):
+            seg = m.group()
+            start = m.start()
+            if " " not in seg:
+                cls = self._cls(seg)
+                if cls not in (_W, _INITIAL, _TITLE, _P):
+                    self._run_names(text, [(start, m.end(), cls)], found)
+                continue
+            run: list[tuple[int, int, int]] = []
+            pos = start
+            for word in seg.split(" "):
+                end = pos + len(word)
+                if word.endswith(".") and len(word) > 2:
+                    cls = self._cls(word[:-1])
+                    run.append((pos, end - 1, cls))
+                    if cls != _TITLE:  # sentence end: "... Smith. The ..."
+                        self._run_names(text, run, found)
+                        run = []
+                else:
+                    run.append((pos, end, self._cls(word)))
+                pos = end + 1
+            if run:
+                self._run_names(text, run, found)
+        return found
+
+    def _run_names(self, text: str, run: list[tuple[int, int, int]], found: list[tuple[int, int]]) -> None:
+        i, n = 0, len(run)
+        while i < n:
+            cls = run[i][2]
+            if cls == _TITLE:
+                j = i + 1
+                while j < n and j - i <= self.max_tokens and run[j][2] not in (_W, _TITLE):
+                    j += 1
+                if j > i + 1:
+                    found.append((run[i + 1][0], run[j - 1][1]))
+                i = j if j > i + 1 else i + 1
+                continue
+            if cls in (_W, _INITIAL, _P):
+                i += 1
+                continue
+            # Extend over following name-like tokens.
+            j = i + 1
+            while j < n and j - i < self.max_tokens and run[j][2] in (_F, _FA, _L, _LA, _U, _INITIAL, _P):
+                j += 1
+            while j - 1 > i and run[j - 1][2] == _INITIAL:
+                j -= 1
+            classes = [t[2] for t in run[i:j]]
+            if self._is_name(text, run[i][0], classes):
+                found.append((run[i][0], run[j - 1][1]))
+                i = j
+            else:
+                i += 1
+
+    @staticmethod
+    def _is_name(text: str, start: int, classes: list[int]) -> bool:
+        first = classes[0]
+        nxt = next((c for c in classes[1:] if c != _INITIAL), None)
+        if first == _F and nxt in (None, _L, _LA, _U, _F, _FA, _P):
+            return True
+        if first == _FA and nxt in (_L, _U, _F):
+            return True
+        if first in (_U, _L) and nxt == _L:
+            return True
+        if _cue(text, start, _STRONG_CUES):
+            return True
+        if (nxt in (_L, _LA, _FA, _U, _F) and first in (_L, _LA, _FA, _U)) or (nxt is None and first in (_L, _FA)):
+            return _cue(text, start, _WEAK_CUES)
+        return False
+
+
+class SpacyNameRecognizer:
+    """Adapter for a loaded spaCy `Language`: PERSON/PER entities become name spans."""
+
+    labels = frozenset({"PERSON", "PER"})
+
+    def __init__(self, nlp: Any) -> None:
+        self._nlp = nlp
+
+    def find_names(self, text: str) -> list[tuple[int, int]]:
+        doc = self._nlp(text)
+        return [(ent.start_char, ent.end_char) for ent in doc.ents if ent.label_ in self.labels]
+
+
+class CombinedNameRecognizer:
+    """Union of several recognizers (overlaps are resolved by the redactor)."""
+
+    def __init__(self, *recognizers: NameRecognizer) -> None:
+        self._recognizers = recognizers
+
+    def find_names(self, text: str) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for r in self._recognizers:
+            out.extend(r.find_names(text))
+        return out
+
+
+SPACY_MODELS = ("en_core_web_trf", "en_core_web_lg", "en_core_web_md", "en_core_web_sm")
+
+
+@lru_cache(maxsize=1)
+def default_name_recognizer() -> NameRecognizer:
+    """The gazetteer, joined by an installed spaCy English pipeline when there is one (never downloaded)."""
+    gazetteer = GazetteerNameRecognizer()
+    try:
+        import spacy
+        from spacy.util import is_package
+    except ImportError:
+        return gazetteer
+    for model in SPACY_MODELS:
+        if is_package(model):
+            nlp = spacy.load(model, disable=["parser", "lemmatizer", "tagger", "attribute_ruler"])
+            return CombinedNameRecognizer(SpacyNameRecognizer(nlp), gazetteer)
+    return gazetteer

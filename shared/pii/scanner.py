@@ -1,0 +1,270 @@
+"""Single-pass scan for every pattern entity.
+
+CPython's `re` costs ~20-50 ns per text position per pattern, so a dozen full-text regexes cost more
+than the rest of redaction together. Here one cheap regex finds runs of digits and separators, and
+the per-entity patterns from `patterns` are only tried *anchored* at the start of a run or of a token
+inside it, dispatched on the run's shape. Email, URL credentials, MAC/IPv6 addresses, dates of birth
+and continental street names are reached from `str.find` on their marker (`@`, `://`, `:`/`-`, a
+context word, a street word). Results equal the reference finders' (tested on the corpus).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+from shared.pii import patterns as P
+from shared.pii.checksums import IBAN_LENGTHS, card_groups_ok, card_prefix_ok, es_nif_ok, iban_ok, luhn_ok
+from shared.pii.entities import EntityType, Span
+
+E = EntityType
+
+# Starts with a plain character class (not an optional "+"/"("), which lets `re` skip ahead quickly.
+_RUN = re.compile(r"[\d+(][\d()/:-]*(?:[ .](?=[\d(])[\d()/:-]*)*")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_HEXCOLON = _HEX | {":"}
+_EMAIL_LOCAL = frozenset(string.ascii_letters + string.digits + "._%+-")
+_SCHEME = frozenset(string.ascii_letters + string.digits + "+.-")
+_PHONE_CONTEXT_BEFORE = re.compile(
+    r"(?i)\b(?:phone|tel|telephone|mobile|cell|call|fax|whatsapp|sms|text\s+me)\b(?:[^\w\n]{1,4}\w+){0,2}[^\w\n]{1,4}$"
+)
+_SSN_CONTEXT_BEFORE = re.compile(r"(?i)\b(?:ssn|social\s+security(?:\s+(?:number|no\.?|#))?)\W{1,5}$")
+# Continental addresses put the number after the street name ("Hauptstraße 5") or before a street word
+# that is lower case ("12 rue de la Paix"); both are reached from the number's digit run.
+_EU_SUFFIXES = ("straße", "strasse", "str.", "weg", "gasse", "platz", "allee", "laan", "straat", "gracht")
+_EU_PREFIXES = (" rue ", " chemin ", " allée ", " impasse ", " quai ", " calle ", ", rue ", "bis rue ", "ter rue ")
+_NOT_PHONE_BEFORE = P._NOT_PHONE_BEFORE
+_DOB_WORDS = ("born", "dob", "d.o.b", "date of birth", "birth", "b. d")
+
+
+def _not_phone_before(text: str, p: int) -> bool:
+    """Reference numbers written like phone numbers: 'tracking 0784 1336 3514', 'order no. 020 ...'."""
+    return _NOT_PHONE_BEFORE.search(text, max(0, p - 28), p) is not None
+
+
+def _iban_at(text: str, start: int, out: list[Span]) -> int:
+    m = P._IBAN.match(text, start)
+    if m is None:
+        return -1
+    raw = m.group()
+    want = IBAN_LENGTHS.get(raw[:2])
+    if want is None:
+        return -1
+    count = 0
+    for i, ch in enumerate(raw):
+        if ch != " ":
+            count += 1
+            if count == want:
+                end = start + i + 1
+                if end < len(text) and text[end].isalnum():
+                    return -1
+                if iban_ok(raw[:i + 1].replace(" ", "")):
+                    out.append(Span(start, end, E.IBAN))
+                    return end
+                return -1
+    return -1
+
+
+def _at(text: str, p: int, e: int, active: frozenset[EntityType], out: list[Span]) -> int:
+    """Try every applicable entity at position p (run ends at e). Returns the end of a match or -1."""
+    c = text[p]
+    n = e - p
+    if c == "+" or c == "(":
+        if E.PHONE in active:
+            m = P._PHONE.match(text, p)
+            if m and 8 <= sum(ch.isdigit() for ch in m.group()) <= 15:
+                out.append(Span(p, m.end(), E.PHONE))
+                return m.end()
+        return -1
+    # Letter-prefixed identifiers whose digits start this run: IBAN, NINO, NIE.
+    if p >= 1 and text[p - 1].isupper():
+        if p >= 2 and text[p - 2].isupper() and (p == 2 or not text[p - 3].isalnum()):
+            if E.IBAN in active:
+                end = _iban_at(text, p - 2, out)
+                if end > 0:
+                    return end
+            if E.UK_NINO in active:
+                m = P._NINO.match(text, p - 2)
+                if m:
+                    out.append(Span(p - 2, m.end(), E.UK_NINO))
+                    return m.end()
+        if E.ES_NIF in active and text[p - 1] in "XYZ" and (p == 1 or not text[p - 2].isalnum()):
+            m = P._NIF.match(text, p - 1)
+            if m and es_nif_ok(m.group(1), m.group(2)):
+                out.append(Span(p - 1, m.end(), E.ES_NIF))
+                return m.end()
+        return -1
+    if (E.UK_NINO in active and p >= 3 and text[p - 1] == " " and text[p - 2].isupper()
+            and text[p - 3].isupper() and (p == 3 or not text[p - 4].isalnum())):
+        m = P._NINO.match(text, p - 3)
+        if m:
+            out.append(Span(p - 3, m.end(), E.UK_NINO))
+            return m.end()
+    if n >= 13 and E.CREDIT_CARD in active:
+        m = P._CARD.match(text, p)
+        if m:
+            raw = m.group()
+            digits = raw.replace(" ", "").replace("-", "")
+            if (len({ch for ch in raw if not ch.isdigit()}) <= 1 and card_groups_ok(raw) and card_prefix_ok(digits)
+                    and luhn_ok(digits) and len(set(digits)) > 1 and not P.inside_iban_like(text, p)
+                    and not _not_phone_before(text, p)):
+                out.append(Span(p, m.end(), E.CREDIT_CARD))
+                return m.end()
+    if n >= 11 and E.US_SSN in active and text[p + 3] in "- .":
+        m = P._SSN.match(text, p)
+        if m:
+            if m.group().replace(m.group(1), "") not in P._SSN_ADVERTISED:
+                out.append(Span(p, m.end(), E.US_SSN))
+            return m.end()
+    if n >= 7 and E.IP_ADDRESS in active and "." in text[p + 1:p + 4]:
+        m = P._IPV4.match(text, p)
+        if m:
+            if not P._VERSION_BEFORE.search(text, max(0, p - 12), p):
+                out.append(Span(p, m.end(), E.IP_ADDRESS))
+            return m.end()
+    if n == 8 and E.ES_NIF in active and e < len(text) and (text[e].isupper() or text[e] == "-"):
+        m = P._NIF.match(text, p)
+        if m and es_nif_ok(m.group(1), m.group(2)):
+            out.append(Span(p, m.end(), E.ES_NIF))
+            return m.end()
+    if n >= 7 and E.PHONE in active:
+        m = P._PHONE.match(text, p)
+        if m and 8 <= sum(ch.isdigit() for ch in m.group()) <= 15 and not _not_phone_before(text, p):
+            out.append(Span(p, m.end(), E.PHONE))
+            return m.end()
+    if 9 <= n <= 13 and text[p:e].isdigit():
+        if n == 9 and E.US_SSN in active and _SSN_CONTEXT_BEFORE.search(text, max(0, p - 30), p):
+            d = text[p:e]
+            if d[:3] not in ("000", "666") and d[0] != "9" and d[3:5] != "00" and d[5:] != "0000":
+                out.append(Span(p, e, E.US_SSN))
+                return e
+        if n >= 10 and E.PHONE in active and _PHONE_CONTEXT_BEFORE.search(text, max(0, p - 40), p):
+            out.append(Span(p, e, E.PHONE))
+            return e
+    if n <= 11 and E.STREET_ADDRESS in active:
+        if e < len(text) - 4 and (text[e] == " " or text[e].isalpha() or text[e] == ","):
+            m = P._STREET.match(text, p)
+            if m is None and text.startswith(_EU_PREFIXES, e):
+                m = P._STREET_EU.match(text, p)
+            if m:
+                out.append(Span(p, m.end(), E.STREET_ADDRESS))
+                return m.end()
+        if n <= 4 and p >= 4 and text[p - 1] == " ":
+            w = text.rfind(" ", max(0, p - 40), p - 1) + 1
+            if text[w:p - 1].lower().endswith(_EU_SUFFIXES):
+                m = P._STREET_EU.match(text, w)
+                if m and m.end() > p:
+                    out.append(Span(w, m.end(), E.STREET_ADDRESS))
+                    return m.end()
+    return -1
+
+
+def _scan_runs(text: str, active: frozenset[EntityType], out: list[Span]) -> None:
+    consumed = 0
+    for run in _RUN.finditer(text):
+        s, e = run.span()
+        if s < consumed:
+            continue
+        while e > s and text[e - 1] in " .-/:(":
+            e -= 1
+        p = s
+        while p < e:
+            end = _at(text, p, e, active, out)
+            if end > 0:
+                consumed = end
+                if end >= e:
+                    break
+                p = end
+                while p < e and not (text[p].isdigit() or text[p] in "+("):
+                    p += 1
+                continue
+            nxt = text.find(" ", p, e)
+            if nxt < 0:
+                break
+            p = nxt + 1
+
+
+def _scan_colons(text: str, active: frozenset[EntityType], out: list[Span]) -> None:
+    """MAC addresses (aa:bb:.. / aa-bb-..) and IPv6 addresses, reached from their separators."""
+    want_mac = E.MAC_ADDRESS in active
+    want_ip6 = E.IP_ADDRESS in active
+    n = len(text)
+    for sep in (":", "-") if want_mac else (":",):
+        done = -1
+        i = text.find(sep, 2)
+        while 0 < i < n - 3:
+            if i > done:
+                if (want_mac and text[i + 3:i + 4] == sep and text[i - 2] in _HEX and text[i - 1] in _HEX
+                        and text[i + 1] in _HEX):
+                    m = P._MAC.match(text, i - 2)
+                    if m:
+                        out.append(Span(i - 2, m.end(), E.MAC_ADDRESS))
+                        done = m.end()
+                        i = text.find(sep, done)
+                        continue
+                if want_ip6 and sep == ":" and (text[i + 1] == ":" or (text[i - 1] in _HEX and text[i + 1] in _HEX)):
+                    j = i
+                    while j > 0 and text[j - 1] in _HEXCOLON:
+                        j -= 1
+                    m = P._IPV6.match(text, j)
+                    if m:
+                        cand = m.group().split("%", 1)[0]
+                        if cand.count(":") >= 2 and sum(1 for g in cand.split(":") if g) >= 2:
+                            try:
+                                P.ipaddress.IPv6Address(cand)
+                            except ValueError:
+                                pass
+                            else:
+                                out.append(Span(j, m.end(), E.IP_ADDRESS))
+                        done = m.end()
+                        i = text.find(sep, done)
+                        continue
+            i = text.find(sep, i + 1)
+
+
+def _scan_markers(text: str, active: frozenset[EntityType], out: list[Span]) -> None:
+    n = len(text)
+    if E.EMAIL in active:
+        i = text.find("@")
+        last = -1
+        while i > 0:
+            j = i
+            while j > 0 and i - j < 64 and text[j - 1] in _EMAIL_LOCAL:
+                j -= 1
+            while j < i and not text[j].isalnum():
+                j += 1
+            if j < i and j >= last:
+                m = P._EMAIL.match(text, j)
+                if m:
+                    out.append(Span(j, m.end(), E.EMAIL))
+                    last = m.end()
+            i = text.find("@", i + 1)
+    if E.URL_CREDENTIALS in active:
+        i = text.find("://")
+        while i > 0:
+            j = i
+            while j > 0 and i - j < 16 and text[j - 1] in _SCHEME:
+                j -= 1
+            m = P._URL_CREDENTIALS.match(text, j)
+            if m:
+                out.append(Span(m.start(1), m.end(1), E.URL_CREDENTIALS))
+            i = text.find("://", i + 3)
+    low = text.lower()
+    if E.DATE_OF_BIRTH in active:
+        for word in _DOB_WORDS:
+            i = low.find(word)
+            while i >= 0:
+                m = P._DOB_CONTEXT.match(text, i)
+                if m:
+                    d = P._DATE.search(text, m.end(), m.end() + 48)
+                    if d:
+                        out.append(Span(d.start(), d.end(), E.DATE_OF_BIRTH))
+                i = low.find(word, i + len(word))
+
+
+def scan(text: str, active: frozenset[EntityType], out: list[Span]) -> None:
+    """Append every pattern-entity finding for the active entity types (overlaps not yet resolved)."""
+    _scan_runs(text, active, out)
+    if E.MAC_ADDRESS in active or E.IP_ADDRESS in active:
+        _scan_colons(text, active, out)
+    _scan_markers(text, active, out)
