@@ -194,7 +194,7 @@ def run_quorum(path: Path, n: int, args: argparse.Namespace) -> list[dict]:
                 with TreeMemory(server.pid) as mem:
                     started = time.perf_counter()
                     r = client.post(f"/api/v1/projects/{project_id}/imports", content=file_chunks(path),
-                                    headers={"Content-Type": "application/json"},
+                                    headers={"Content-Type": "application/json", "Content-Length": str(path.stat().st_size)},
                                     params={"filename": path.name})
                     r.raise_for_status()
                     accepted = time.perf_counter() - started
@@ -271,9 +271,10 @@ def run_labelstudio(path: Path, n: int) -> dict:
             with TreeMemory(server.pid) as mem:
                 started = time.perf_counter()
                 r = client.post(f"/api/projects/{project_id}/import", content=file_chunks(path),
-                                headers={"Content-Type": "application/json"})
+                                headers={"Content-Type": "application/json", "Content-Length": str(path.stat().st_size)})
                 elapsed = time.perf_counter() - started
-            r.raise_for_status()
+            if r.status_code >= 400:
+                raise RuntimeError(f"Label Studio import failed: {r.status_code} {r.text[:500]}")
             count = client.get(f"/api/projects/{project_id}").json().get("task_number")
         if count != n:
             raise RuntimeError(f"Label Studio holds {count} tasks, expected {n}")

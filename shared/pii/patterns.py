@@ -67,11 +67,8 @@ def find_phone(text: str, out: list[Span]) -> None:
         n = sum(c.isdigit() for c in text[s:e])
         if 8 <= n <= 15 and not _NOT_PHONE_BEFORE.search(text, max(0, s - 28), s):
             out.append(Span(s, e, E.PHONE))
-    low_gate = ("hone" in text or "Tel" in text or "tel" in text or "ell" in text or "all" in text
-                or "obile" in text or "ax" in text or "pp" in text or "ext" in text)
-    if low_gate:
-        for m in _PHONE_CONTEXT.finditer(text):
-            out.append(Span(m.start(1), m.end(1), E.PHONE))
+    for m in _PHONE_CONTEXT.finditer(text):
+        out.append(Span(m.start(1), m.end(1), E.PHONE))
 
 
 # --- payment and bank identifiers ---------------------------------------------------------------------

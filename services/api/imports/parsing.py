@@ -4,7 +4,8 @@ Row numbers are what a person finds in the file: the line number (JSON Lines), t
 the array (JSON), the record's line in the sheet with the header as row 1 (CSV).
 
 - JSON Lines: split on newlines; each line goes to a worker as bytes (parsed there).
-- JSON array: the stdlib C scanner (`raw_decode`) pulls one element at a time from a sliding buffer.
+- JSON array: the stdlib C scanner (`raw_decode`) finds one element at a time in a sliding buffer; the
+  element's text goes to a worker.
   A malformed element ends the file there (the array cannot be resynchronised): earlier rows stand.
 - CSV: a record ends at a newline outside quotes (even quote count); complete records go to `csv.reader`.
 
@@ -182,9 +183,12 @@ async def _json_array(texts: AsyncIterable[str]) -> AsyncIterator[tuple[int, Any
                 if await more():  # a number may continue in the next chunk
                     continue
             index += 1
+            # The element's text, not the parsed value: the worker parses it again with orjson (faster than
+            # pickling the objects across) and an invalid-UTF-8 surrogate fails its encode there.
+            text = buf[pos:end]
             pos = end
             state = "sep"
-            yield index, value
+            yield index, text
             continue
         if state == "sep":
             ch = buf[pos]

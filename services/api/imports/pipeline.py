@@ -104,15 +104,34 @@ def _redactor(ctx: RowContext) -> Any:
 
         if len(_REDACTORS) > 32:
             _REDACTORS.clear()
-        redactor = _REDACTORS[key] = Redactor(RedactionPolicy.model_validate(ctx.pii_policy), ctx.pseudonym_key)
+        redactor = _REDACTORS[key] = Redactor(RedactionPolicy.model_validate(ctx.pii_policy), ctx.pseudonym_key,
+                                              name_recognizer=_name_recognizer())
     return redactor
+
+
+_NAMES: list[Any] = []
+
+
+def _name_recognizer() -> Any:
+    """The PII engine's default, but without importing spaCy (~60 MB per worker) just to learn that no
+    spaCy model is installed: look for the model packages first."""
+    if not _NAMES:
+        import importlib.util
+
+        from shared.pii.names import SPACY_MODELS, GazetteerNameRecognizer, default_name_recognizer
+
+        if any(importlib.util.find_spec(model) is not None for model in SPACY_MODELS):
+            _NAMES.append(default_name_recognizer())
+        else:
+            _NAMES.append(GazetteerNameRecognizer())
+    return _NAMES[0]
 
 
 def warm_up() -> None:
     """Pool initializer: pay the PII engine's import and lexicon load once per worker."""
     from shared.pii import Redactor
 
-    Redactor().redact("warm up John Smith john@example.com")
+    Redactor(name_recognizer=_name_recognizer()).redact("warm up John Smith john@example.com")
 
 
 # -- the chunk entry point ---------------------------------------------------------------------------
@@ -241,8 +260,10 @@ def _parse(number: int, raw: Any, errors: list[RowError]) -> Any:
     if isinstance(raw, str):
         try:
             return orjson.loads(raw.encode("utf-8"))
-        except UnicodeEncodeError:
-            errors.append(RowError(number, None, "not valid UTF-8; declare the file's charset"))
+        except UnicodeEncodeError as exc:
+            errors.append(RowError(number, None, f"not valid UTF-8 (byte 0x{ord(raw[exc.start]) - 0xDC00:02X} at "
+                                                  f"character {exc.start} of the row); declare the file's charset, "
+                                                  "e.g. 'Content-Type: application/json; charset=latin-1'"))
             return None
         except orjson.JSONDecodeError as exc:
             errors.append(RowError(number, None, f"malformed JSON: {exc}"))

@@ -56,8 +56,8 @@ CONTENT_TYPES = {
     "text/csv": "csv", "application/csv": "csv",
 }
 FORMAT_ALIASES = {"json": "json", "labelstudio": "json", "jsonl": "jsonl", "ndjson": "jsonl", "csv": "csv"}
-BOMB_FLOOR = 1024 * 1024  # the ratio check starts after this many inflated bytes
-INFLATE_STEP = 256 * 1024
+BOMB_FLOOR = 64 * 1024  # the ratio check starts after this many inflated bytes
+INFLATE_STEP = 64 * 1024
 SPOOL_CHUNK = 256 * 1024
 MAX_ROW_CHARS_IN_FLIGHT = 4 * 1024 * 1024
 
@@ -93,7 +93,7 @@ def process_pool(settings: Any) -> ProcessPoolExecutor:
 @atexit.register
 def _shutdown_pool() -> None:
     if _pool is not None:
-        _pool.shutdown(wait=False, cancel_futures=True)
+        _pool.shutdown(wait=True, cancel_futures=True)
 
 
 # -- receiving ---------------------------------------------------------------------------------------------
@@ -465,10 +465,14 @@ async def _commit_chunk(ctx: Any, op: ImportOperation, project: Project, row_ctx
                         result: ChunkResult, last_row: int, bytes_read: int, state: dict[str, int]) -> None:
     """One transaction: whole tasks (key, ciphertext, pseudonyms, event) or nothing; checkpoint advances."""
     async with ctx.session_factory() as session, session.begin():
+        # Through SQLAlchemy first: that opens the transaction on the connection, so the raw asyncpg COPYs
+        # below run inside it (a raw command before it would autocommit on its own).
+        # The lock serialises writers of one project, so the duplicate check cannot race another import.
+        await session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                              {"key": f"tasks:{project.id}"})
         conn = await (await session.connection()).get_raw_connection()
         pg = conn.driver_connection
-        # Serialise writers of one project so the duplicate check below cannot race another import.
-        await pg.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"tasks:{project.id}")
+        assert pg.is_in_transaction()
         tasks = result.tasks
         duplicates = 0
         if tasks:
@@ -551,13 +555,14 @@ async def _copy_tasks(ctx: Any, pg: Any, op: ImportOperation, project: Project, 
 
 
 async def _finish(ctx: Any, op: ImportOperation, status: str, *, error: str | None = None) -> None:
+    # The raw upload holds unredacted data: delete it (which shreds its key) before reporting the end, so a
+    # finished operation never leaves it behind.
+    with contextlib.suppress(Exception):
+        await ctx.extras["blob_store"].delete(op.spool_key)
     async with ctx.session_factory() as session, session.begin():
         await session.execute(sa.update(ImportOperation).where(ImportOperation.id == op.id).values(
             status=status, error=error, finished_at=sa.func.now(), lease_until=None,
             bytes_processed=ImportOperation.bytes_received))
-    # The raw upload held unredacted data: drop it (and shred its key) once the tasks exist.
-    with contextlib.suppress(Exception):
-        await ctx.extras["blob_store"].delete(op.spool_key)
 
 
 # -- reading -------------------------------------------------------------------------------------------------

@@ -131,13 +131,17 @@ def _batch_out(report: service.BatchReport) -> BatchOut:
                     truncated=report.truncated, items=[vars(i) for i in report.items])
 
 
-@router.api_route("/media/{media_id}", methods=["GET", "HEAD"], name="get_media",
-                  summary="Stream media, decrypted; HTTP Range supported; bearer token or signed link",
-                  dependencies=[public("accepts a signed link (exp, kv, by, sig) instead of a bearer token; "
-                                       "bearer callers are checked by services.api.media.policy")],
-                  responses={206: {"description": "the requested byte range"},
-                             410: {"description": "the media was erased"},
-                             416: {"description": "range not satisfiable"}})
+_READ_POLICY = public("accepts a signed link (exp, kv, by, sig) instead of a bearer token; "
+                      "bearer callers are checked by services.api.media.policy")
+
+
+@router.head("/media/{media_id}", name="head_media", dependencies=[_READ_POLICY],
+             summary="Media headers (size, type, ETag, ranges) without the body; not audited as a read")
+@router.get("/media/{media_id}", name="get_media", dependencies=[_READ_POLICY],
+            summary="Stream media, decrypted; HTTP Range supported; bearer token or signed link",
+            responses={206: {"description": "the requested byte range"},
+                       410: {"description": "the media was erased"},
+                       416: {"description": "range not satisfiable"}})
 async def get_media(request: Request, media_id: str) -> Response:
     ctx: ServiceContext = get_context(request)
     meta = RequestMeta.from_request(request)

@@ -94,24 +94,14 @@ def can_read_tasks(p: Principal, project: Project) -> bool:
     """Redacted task data (what annotators work on); vendor workers need `tasks:read` and an allowed vendor."""
     if not can_view(p, project) or not vendor_allowed(p, project):
         return False
-    return _org_wide(p) or (project_role(p, project) in ANNOTATORS and p.has_scope("tasks:read"))
+    if p.kind == "user":
+        return True  # can_view: org-wide role or a role on this project (auditors have neither)
+    return project_role(p, project) in ANNOTATORS and bool((p.scopes or frozenset()) & {"tasks:read", "tasks:lease"})
 
 
 def can_read_original(p: Principal, project: Project) -> bool:
     """Unredacted originals (kept only if the project says so): organisation admins of the data owner."""
     return p.kind == "user" and _same_org(p, project) and p.has_role(Role.ORG_ADMIN)
-
-
-def can_read_tasks(p: Principal, project: Project) -> bool:
-    """Task data: members of the project (not auditors); worker tokens need a task scope as well."""
-    if not can_view(p, project):
-        return False
-    return p.kind == "user" or bool((p.scopes or frozenset()) & {"tasks:read", "tasks:lease"})
-
-
-def can_read_original(p: Principal, project: Project) -> bool:
-    """Unredacted originals: only people who manage the project, never vendor workers."""
-    return can_manage(p, project)
 
 
 def can_create(p: Principal, org_id: str | uuid.UUID) -> bool:

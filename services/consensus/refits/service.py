@@ -362,9 +362,11 @@ async def _write_changed(ctx: ServiceContext, config: ProjectConfig, control: st
 
 
 async def latest_fit_summary(session: AsyncSession, project_id: uuid.UUID) -> list[dict[str, Any]]:
-    rows = (await session.execute(sa.select(worker_models).where(worker_models.c.project_id == project_id)
-                                  .distinct(worker_models.c.control)
-                                  .order_by(worker_models.c.control, worker_models.c.version.desc()))).all()
+    latest = (sa.select(worker_models.c.control, sa.func.max(worker_models.c.version).label("version"))
+              .where(worker_models.c.project_id == project_id).group_by(worker_models.c.control).subquery())
+    rows = (await session.execute(sa.select(worker_models).join(
+        latest, sa.and_(worker_models.c.control == latest.c.control, worker_models.c.version == latest.c.version))
+        .where(worker_models.c.project_id == project_id).order_by(worker_models.c.control))).all()
     return [{"control": r.control, "version": r.version, "method": r.method, "classes": r.classes,
              "n_labels": r.n_labels, "n_tasks": r.n_tasks, "n_workers": r.n_workers, "fit_seconds": r.fit_seconds,
              "fitted_at": r.fitted_at, "stats": r.stats} for r in rows]

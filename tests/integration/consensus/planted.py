@@ -36,8 +36,15 @@ def gold_events(env) -> list:  # noqa: ANN001
 
 
 async def load(env) -> None:  # noqa: ANN001
+    """Publish the gold labels and answers; refits only on demand (no automatic one racing the test)."""
+    first, *rest = answers()
+    await env.publish(env.annotation(first[0], first[1], first[2], classes=CLASSES))
+    await env.wait_published(task_id=first[0])
+    response = await env.client.put(f"{env.base}/settings", headers=env.manager(), json={
+        "method": "bayesian_dawid_skene", "target_confidence": 0.8, "max_labels": 5,
+        "refit_after_labels": 1_000_000, "refit_interval_seconds": 86_400})
+    assert response.status_code == 200, response.text
     await env.publish(*gold_events(env))
-    await env.publish(*[env.annotation(task, annotator, value, classes=CLASSES)
-                        for task, annotator, value in answers()])
+    await env.publish(*[env.annotation(task, annotator, value, classes=CLASSES) for task, annotator, value in rest])
     await env.wait_published(task_id="tie", n_labels=2)
     await env.wait_published(task_id=f"task-{N_TASKS - 1}", n_labels=5)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from services.api.media.models import Media
 from shared.storage import read_all
 

@@ -114,12 +114,17 @@ def test_name_recognizer_is_pluggable() -> None:
 
 
 def test_spacy_adapter_reads_person_entities() -> None:
-    spacy = pytest.importorskip("spacy")
-    nlp = spacy.blank("en")
-    ruler = nlp.add_pipe("entity_ruler")
-    ruler.add_patterns([{"label": "PERSON", "pattern": "Zorblax Quux"}, {"label": "ORG", "pattern": "Acme"}])
+    # Any object with spaCy's Doc interface (ents with label_/start_char/end_char) plugs in; no model ships here.
+    class Ent:
+        def __init__(self, label: str, start: int, end: int) -> None:
+            self.label_, self.start_char, self.end_char = label, start, end
+
+    class Doc:
+        def __init__(self, text: str) -> None:
+            self.ents = [Ent("PERSON", 0, 12), Ent("ORG", text.index("Acme"), text.index("Acme") + 4)]
+
     text = "Zorblax Quux works at Acme."
-    assert SpacyNameRecognizer(nlp).find_names(text) == [(0, 12)]
+    assert SpacyNameRecognizer(Doc).find_names(text) == [(0, 12)]
 
 
 def test_gazetteer_avoids_common_capitalised_words() -> None:

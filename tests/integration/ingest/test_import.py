@@ -1,0 +1,294 @@
+"""Bulk import end to end: redaction, encryption at rest, events, idempotency, predictions, originals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+
+from services.api.db import outbox
+from services.api.imports.models import ImportOperation
+from services.api.imports.service import resume_abandoned
+from services.api.keys.service import data_key_store
+from services.api.tasks.models import Task, TaskPseudonym
+from services.api.tasks.service import task_scope
+from tests.conftest import wait_until
+from tests.integration.ingest.conftest import IngestEnv
+
+# One value per entity type the redactor knows; every one must vanish from what annotators get.
+PII = {
+    "EMAIL": "maria.lopez@example.org",
+    "PHONE": "+1 415-555-0132",
+    "CREDIT_CARD": "4111 1111 1111 1111",
+    "IBAN": "DE89 3704 0044 0532 0130 00",
+    "US_SSN": "536-22-8141",
+    "UK_NINO": "JG 10 37 52 A",
+    "ES_NIF": "12345678Z",
+    "IP_ADDRESS": "192.168.10.24",
+    "MAC_ADDRESS": "00:1A:2B:3C:4D:5E",
+    "URL_CREDENTIALS": "admin:s3cret",
+    "DATE_OF_BIRTH": "14/03/1985",
+    "STREET_ADDRESS": "221 Baker Street",
+    "PERSON": "Maria Lopez",
+}
+PII_TEXT = ("Customer Maria Lopez (born 14/03/1985) wrote from maria.lopez@example.org, phone +1 415-555-0132. "
+            "Card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00, SSN 536-22-8141, NINO JG 10 37 52 A, "
+            "NIF 12345678Z. Server 192.168.10.24 with MAC 00:1A:2B:3C:4D:5E used "
+            "https://admin:s3cret@db.example.com/x. She lives at 221 Baker Street.")
+
+
+def jsonl(rows: list[Any]) -> bytes:
+    return ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
+
+
+async def _tasks(ingest: IngestEnv, project_id: str, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    r = await ingest.client.get(f"/api/v1/projects/{project_id}/tasks",
+                                params={"include_data": "true", "limit": 500},
+                                headers=headers or await ingest.annotator(project_id))
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+async def test_pii_never_reaches_an_annotator_and_only_ciphertext_is_stored(ingest: IngestEnv) -> None:
+    pid = await ingest.create_project()
+    rows = [{"text": f"Ticket {i}. {PII_TEXT}"} for i in range(30)]
+    op = await ingest.run_import(pid, jsonl(rows))
+    assert op["status"] == "succeeded" and op["counts"]["created"] == 30 and op["progress"] == 1.0
+
+    annotator = await ingest.annotator(pid)
+    tasks = await _tasks(ingest, pid, annotator)
+    assert len(tasks) == 30
+    for task in tasks:
+        r = await ingest.client.get(f"/api/v1/tasks/{task['id']}", headers=annotator)
+        assert r.status_code == 200
+        served = r.text
+        for entity, value in PII.items():
+            assert value not in served, f"{entity} leaked to an annotator"
+            assert value not in json.dumps(task)
+        body = r.json()
+        assert set(body["redaction"]["counts"]) == set(PII)  # every entity type found and reported
+        for ent in body["redaction"]["entities"]:  # offsets point at placeholders in the redacted text
+            assert body["data"]["text"][ent["start"]:ent["end"]] == f"[{ent['entity_type']}]"
+
+    async with ingest.ctx.session_factory() as session:
+        stored = (await session.execute(sa.select(Task.data_enc, Task.original_enc, Task.pii_counts)
+                                        .where(Task.project_id == uuid.UUID(pid)))).all()
+        assert len(stored) == 30
+        raw = b"".join(r.data_enc for r in stored)
+        for needle in ["Ticket", "Customer", *PII.values()]:
+            assert needle.encode() not in raw  # ciphertext only
+        assert all(r.original_enc is None for r in stored)  # keep_original defaults to false
+        # the whole row as PostgreSQL renders it: no plaintext in any column
+        dump = "\n".join(str(row) for row in (await session.execute(
+            sa.text("SELECT t::text FROM quorum_api.tasks t WHERE project_id = :p"), {"p": pid})).scalars())
+        for needle in ["Customer", "Baker", "maria"]:
+            assert needle not in dump
+        events = (await session.execute(sa.select(outbox.c.envelope).where(outbox.c.type == "task.created")))
+        created = [json.loads(e)["payload"] for e in events.scalars()]
+        assert sum(1 for p in created if p["project_id"] == pid) == 30
+        reads = (await session.execute(sa.select(outbox.c.envelope).where(outbox.c.type == "audit.recorded")))
+        actions = [json.loads(e)["payload"] for e in reads.scalars()]
+        read_ids = {a["resource_id"] for a in actions if a["action"] == "task.read"}
+        assert {t["id"] for t in tasks} <= read_ids  # every read of task data audited
+
+
+async def test_the_raw_upload_is_ciphertext_and_is_deleted_after_processing(ingest: IngestEnv) -> None:
+    pid = await ingest.create_project()
+    op = await ingest.run_import(pid, jsonl([{"text": PII_TEXT}]))
+    raw_store = ingest.ctx.extras["raw_blob_store"]
+    remaining = [key async for key in raw_store.list(f"imports/{pid}/")]
+    assert remaining == []  # the unredacted upload does not outlive its import
+    async with ingest.ctx.session_factory() as session:
+        scopes = (await session.execute(sa.text(
+            "SELECT destroyed_at IS NOT NULL FROM quorum_api.data_keys WHERE scope = :s"),
+            {"s": f"import:{op['id']}"})).scalars().all()
+    assert scopes and all(scopes)  # and its data key is shredded
+
+
+async def test_same_content_again_creates_no_new_tasks(ingest: IngestEnv) -> None:
+    pid = await ingest.create_project()
+    body = jsonl([{"text": f"row {i}"} for i in range(40)])
+    first = await ingest.run_import(pid, body)
+    assert first["counts"]["created"] == 40
+    again = await ingest.run_import(pid, body)
+    assert again["counts"] == {"valid": 40, "created": 0, "duplicates": 40, "invalid": 0}
+    # the same rows in another format are the same tasks too
+    as_csv = ("text\n" + "\n".join(f"row {i}" for i in range(45))).encode()
+    third = await ingest.run_import(pid, as_csv, "text/csv")
+    assert third["counts"]["created"] == 5 and third["counts"]["duplicates"] == 40
+    # duplicates inside one file count once
+    fourth = await ingest.run_import(pid, jsonl([{"text": "twin"}, {"text": "twin"}]))
+    assert fourth["counts"]["created"] == 1 and fourth["counts"]["duplicates"] == 1
+    async with ingest.ctx.session_factory() as session:
+        count = (await session.execute(sa.select(sa.func.count()).select_from(Task)
+                                       .where(Task.project_id == uuid.UUID(pid)))).scalar_one()
+    assert count == 46
+
+
+async def test_idempotency_key_replays_the_operation_without_reading_the_body(ingest: IngestEnv) -> None:
+    pid = await ingest.create_project()
+    key = {"Idempotency-Key": f"upload-{uuid.uuid4()}"}
+    r1 = await ingest.start_import(pid, jsonl([{"text": "one"}, {"text": "two"}]), headers=key)
+    assert r1.status_code == 202
+    r2 = await ingest.start_import(pid, b"this body is never looked at", headers=key)
+    assert r2.status_code == 202 and r2.json()["id"] == r1.json()["id"]
+    assert r2.headers["Idempotent-Replayed"] == "true"
+    op = await ingest.wait_import(r1.json()["id"])
+    assert op["counts"]["created"] == 2 and op["idempotency_key"] == key["Idempotency-Key"]
+    r3 = await ingest.start_import(pid, jsonl([{"text": "one"}]), headers={"Idempotency-Key": " "})
+    assert r3.status_code == 400
+
+
+async def test_label_studio_tasks_with_predictions_keep_spans_on_the_redacted_text(ingest: IngestEnv) -> None:
+    pid = await ingest.create_project()
+    text = "Call Maria Lopez at +1 415-555-0132 about the Acme order."
+    acme = text.index("Acme")
+    maria = text.index("Maria")
+    rows = [{"data": {"text": text}, "predictions": [{"model_version": "ner-1", "score": 0.8, "result": [
+        {"from_name": "entities", "to_name": "text", "type": "labels",
+         "value": {"start": acme, "end": acme + 4, "text": "Acme", "labels": ["ORG"]}},
+        {"from_name": "entities", "to_name": "text", "type": "labels",
+         "value": {"start": maria, "end": maria + 11, "text": "Maria Lopez", "labels": ["PER"]}},
+        {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["neutral"]}},
+        {"from_name": "summary", "to_name": "text", "type": "textarea",
+         "value": {"text": ["Maria Lopez wants a call back"]}},
+    ]}]}]
+    op = await ingest.run_import(pid, json.dumps(rows).encode(), "application/json")
+    assert op["counts"]["created"] == 1, op
+    [task] = await _tasks(ingest, pid)
+    shown = task["data"]["text"]
+    assert "Maria" not in json.dumps(task) and "555-0132" not in json.dumps(task)
+    regions = task["predictions"][0]["result"]
+    org, per = regions[0]["value"], regions[1]["value"]
+    assert shown[org["start"]:org["end"]] == "Acme"  # shifted past the placeholders
+    assert shown[per["start"]:per["end"]] == "[PERSON]"  # a span over PII now covers its placeholder
+    assert "text" not in per
+    assert regions[3]["value"]["text"] == ["[PERSON] wants a call back"]
+    assert task["predictions"][0]["model_version"] == "ner-1"
+
+
+async def test_predictions_that_do_not_fit_the_schema_are_row_errors(ingest: IngestEnv) -> None:
+    pid = await ingest.create_project()
+
+    def task(result: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"data": {"text": "some text here"}, "predictions": [{"result": result}]}
+
+    rows = [
+        task([{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["angry"]}}]),
+        task([{"from_name": "nope", "to_name": "text", "type": "choices", "value": {"choices": ["pos"]}}]),
+        task([{"from_name": "entities", "to_name": "text", "type": "labels",
+               "value": {"start": 5, "end": 500, "labels": ["PER"]}}]),
+        task([{"from_name": "sentiment", "to_name": "text", "type": "choices",
+               "value": {"choices": ["pos", "neg"]}}]),
+        {"data": {"text": "fine"}, "annotations": []},
+        task([{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["pos"]}}]),
+    ]
+    op = await ingest.run_import(pid, jsonl(rows))
+    assert op["counts"]["created"] == 1 and op["counts"]["invalid"] == 5
+    errors = {e["row"]: e for e in op["errors"]}
+    assert "not an option" in errors[1]["message"] and errors[1]["field"].endswith("value.choices")
+    assert "no control" in errors[2]["message"]
+    assert "within the text" in errors[3]["message"]
+    assert "exactly one" in errors[4]["message"]
+    assert errors[5]["field"] == "annotations"
+
+
+async def test_kept_originals_are_for_org_admins_only(ingest: IngestEnv) -> None:
+    pid = await ingest.create_project(pii={"keep_original": True, "default": "pseudonymise"})
+    await ingest.run_import(pid, jsonl([{"text": "Maria Lopez wrote from maria.lopez@example.org"},
+                                        {"text": "Again Maria Lopez, from maria.lopez@example.org"}]))
+    tasks = await _tasks(ingest, pid)
+    task_id = tasks[0]["id"]
+    # pseudonymised consistently within the project
+    placeholders = [{e["entity_type"]: tasks[i]["data"]["text"][e["start"]:e["end"]]
+                     for e in tasks[i]["redaction"]["entities"]} for i in range(2)]
+    assert placeholders[0]["EMAIL"] == placeholders[1]["EMAIL"] and placeholders[0]["EMAIL"].startswith("[EMAIL_")
+    r = await ingest.client.get(f"/api/v1/tasks/{task_id}/original", headers=await ingest.annotator(pid))
+    assert r.status_code == 403
+    r = await ingest.client.get(f"/api/v1/tasks/{task_id}/original", headers=await ingest.manager())
+    assert r.status_code == 403
+    r = await ingest.client.get(f"/api/v1/tasks/{task_id}/original", headers=await ingest.admin())
+    assert r.status_code == 200 and "maria.lopez@example.org" in r.text
+    # the data subject's tasks are found by pseudonym (for erasure)
+    async with ingest.ctx.session_factory() as session:
+        found = (await session.execute(sa.select(TaskPseudonym.task_id).where(
+            TaskPseudonym.project_id == uuid.UUID(pid), TaskPseudonym.pseudonym == placeholders[0]["EMAIL"])
+        )).scalars().all()
+    assert len(found) == 2
+    r = await ingest.client.get(f"/api/v1/projects/{pid}/tasks", params={"pseudonym": placeholders[0]["EMAIL"]},
+                                headers=await ingest.manager())
+    assert len(r.json()["items"]) == 2
+
+
+async def test_destroying_a_tasks_keys_makes_it_unreadable(ingest: IngestEnv) -> None:
+    pid = await ingest.create_project(pii={"keep_original": True})
+    await ingest.run_import(pid, jsonl([{"text": "Maria Lopez one"}, {"text": "Maria Lopez two"}]))
+    first, second = await _tasks(ingest, pid)
+    shredded = await data_key_store(ingest.ctx).destroy_scope(task_scope(first["id"]))
+    assert shredded == 2  # the data key and the original's key
+    r = await ingest.client.get(f"/api/v1/tasks/{first['id']}", headers=await ingest.annotator(pid))
+    assert r.status_code == 410
+    r = await ingest.client.get(f"/api/v1/tasks/{first['id']}/original", headers=await ingest.admin())
+    assert r.status_code == 410
+    r = await ingest.client.get(f"/api/v1/tasks/{second['id']}", headers=await ingest.annotator(pid))
+    assert r.status_code == 200  # its own key: the neighbour is untouched
+
+
+async def test_task_reads_are_scoped(ingest: IngestEnv) -> None:
+    pid = await ingest.create_project()
+    await ingest.run_import(pid, jsonl([{"text": "hello"}]))
+    [task] = await _tasks(ingest, pid)
+    other_annotator = await ingest.headers(proj={str(uuid.uuid4()): "annotator"})
+    assert (await ingest.client.get(f"/api/v1/tasks/{task['id']}", headers=other_annotator)).status_code == 404
+    stranger = await ingest.manager(org=ingest.other_org_id)
+    assert (await ingest.client.get(f"/api/v1/tasks/{task['id']}", headers=stranger)).status_code == 404
+    auditor = await ingest.headers(roles=("auditor",))
+    assert (await ingest.client.get(f"/api/v1/tasks/{task['id']}", headers=auditor)).status_code == 404
+    r = await ingest.client.get(f"/api/v1/imports/{task['import_id']}", headers=stranger)
+    assert r.status_code == 404
+
+
+async def test_an_abandoned_import_is_resumed_after_its_checkpoint(ingest: IngestEnv) -> None:
+    """A replica died after committing rows 1..3: another one picks the operation up and does the rest once."""
+    pid = await ingest.create_project()
+    body = jsonl([{"text": f"resumable {i}"} for i in range(8)])
+    op_id = uuid.uuid4()
+    key = f"imports/{pid}/{op_id}"
+    store = ingest.ctx.extras["blob_store"]
+
+    async def chunks():  # noqa: ANN202
+        yield body
+
+    await store.put(key, chunks(), scope=f"import:{op_id}")
+    async with ingest.ctx.session_factory() as session, session.begin():
+        project_org = (await session.execute(sa.text("SELECT org_id FROM quorum_api.projects WHERE id = :p"),
+                                             {"p": pid})).scalar_one()
+        session.add(ImportOperation(id=op_id, project_id=uuid.UUID(pid), org_id=project_org, status="running",
+                                    format="jsonl", encoding="utf-8", spool_key=key, bytes_received=len(body),
+                                    rows_committed=3, lease_owner="dead-replica",
+                                    lease_until=sa.func.now() - sa.text("interval '1 minute'")))
+    started = await resume_abandoned(ingest.ctx)
+    assert op_id in started
+    op = await ingest.wait_import(str(op_id))
+    assert op["status"] == "succeeded" and op["counts"]["created"] == 5  # rows 4..8 only
+    texts = sorted(t["data"]["text"] for t in await _tasks(ingest, pid))
+    assert texts == [f"resumable {i}" for i in range(3, 8)]
+
+
+async def test_concurrent_imports_of_the_same_file_create_each_task_once(ingest: IngestEnv) -> None:
+    pid = await ingest.create_project()
+    body = jsonl([{"text": f"race {i}"} for i in range(120)])
+    responses = await asyncio.gather(*(ingest.start_import(pid, body) for _ in range(3)))
+    ops = [await ingest.wait_import(r.json()["id"]) for r in responses]
+    assert sum(op["counts"]["created"] for op in ops) == 120
+    assert sum(op["counts"]["duplicates"] for op in ops) == 240
+
+    async def events() -> int:
+        async with ingest.ctx.session_factory() as session:
+            rows = (await session.execute(sa.select(outbox.c.envelope).where(outbox.c.type == "task.created")))
+            return sum(1 for e in rows.scalars() if json.loads(e)["payload"]["project_id"] == pid)
+
+    assert await wait_until(lambda: events()) == 120  # one task.created per task, never per duplicate
