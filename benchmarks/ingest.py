@@ -7,7 +7,7 @@ What is measured, per system: wall time from the first byte of the POST to the i
 (Quorum: the operation reports `succeeded`; Label Studio: its synchronous import returns), tasks/s, and the
 peak RSS of the server's whole process tree (psutil, sampled every 50 ms; Quorum's tree includes its
 redaction/encryption worker processes). Both servers run on this machine with the documented defaults:
-Quorum as `uvicorn services.api.app:create_app` (1 process + its import pool) on PostgreSQL/Redis at
+Quorum as `quorum serve api` (one uvicorn process + its import worker pool) on PostgreSQL/Redis at
 127.0.0.1; Label Studio 1.23.2 from PyPI in `.bench/labelstudio-venv` (Django dev server, SQLite).
 
 The file is one JSON array of Label Studio tasks `[{"data": {"text": ...}}, ...]`, which both accept.
@@ -171,13 +171,12 @@ def run_quorum(path: Path, n: int, args: argparse.Namespace) -> list[dict]:
            "QUORUM_DATA_DIR": str(data_dir), "QUORUM_ENVIRONMENT": "development",
            "QUORUM_ACCESS_TOKEN_TTL_SECONDS": "3600",
            "QUORUM_MIGRATE_ON_START": "false", "QUORUM_STREAM_PREFIX": f"bench-{secrets.token_hex(3)}",
-           "QUORUM_LOG_LEVEL": "WARNING", "QUORUM_MAX_UPLOAD_BYTES": str(2 * 1024**3)}
+           "QUORUM_LOG_LEVEL": args.server_log_level, "QUORUM_MAX_UPLOAD_BYTES": str(2 * 1024**3)}
     email, password = "bench-admin@example.com", secrets.token_urlsafe(16)
     subprocess.run([PY, "-m", "shared.cli", "users", "create-admin", "--org", f"bench-{secrets.token_hex(3)}",
                     "--email", email, "--password-stdin"], input=password + "\n", text=True, cwd=ROOT, env=env,
                    check=True, stdout=subprocess.DEVNULL)
-    server = subprocess.Popen([PY, "-m", "uvicorn", "services.api.app:create_app", "--factory", "--host",
-                               "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
+    server = subprocess.Popen([PY, "-m", "shared.cli", "serve", "api", "--host", "127.0.0.1", "--port", str(port)],
                               cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
     results = []
@@ -303,9 +302,10 @@ def report(results: list[dict], n: int, path: Path, command: str) -> str:
                      f"{r['peak_rss'] / 2**20:.0f} |")
     table = "\n".join(lines)
     size = path.stat().st_size / 1e6
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"Command: `{command}` — {n:,} tasks of ~200 words seeded with PII "
             f"(`benchmarks/datagen/pii_corpus.py`, seed 7), one {size:.0f} MB JSON array, {os.cpu_count()} CPUs, "
-            f"measured {datetime.now(UTC):%Y-%m-%d}.\n\n{table}\n")
+            f"measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average at the end {load}.\n\n{table}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -316,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--redis-url", default=os.environ.get("QUORUM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     ap.add_argument("--skip-labelstudio", action="store_true")
     ap.add_argument("--keep-db", action="store_true")
+    ap.add_argument("--server-log-level", default="WARNING")
     ap.add_argument("--check-pii", action="store_true")
     ap.add_argument("--write-results", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)

@@ -13,7 +13,7 @@ import sys
 from shared.config import SERVICES, Settings, get_settings
 
 # Domain modules that add subcommands: each exposes `register(subparsers)`.
-COMMAND_MODULES: list[str] = ["services.api.identity.cli", "services.api.rotation.commands"]
+COMMAND_MODULES: list[str] = ["services.api.identity.cli", "services.api.rotation.commands", "services.api.imports.cli"]
 
 log = logging.getLogger("quorum.cli")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -18,6 +19,13 @@ async def publish_many(session: AsyncSession, envelopes: Sequence[Envelope], *, 
     """`shared.events.outbox.publish` for a batch: one insert and one NOTIFY, whatever the batch size."""
     if not envelopes:
         return
-    await session.execute(sa.insert(outbox), [
-        {"event_id": e.id, "stream": stream, "type": e.type, "envelope": e.model_dump_json()} for e in envelopes])
-    await session.execute(sa.select(sa.func.pg_notify(notify_channel(outbox), "")))
+    rows = [{"event_id": e.id, "stream": stream, "type": e.type, "envelope": e.model_dump_json()} for e in envelopes]
+    # one round trip: the insert and the NOTIFY (delivered on commit) in one statement
+    await session.execute(sa.text(f"""
+        WITH staged AS (
+            INSERT INTO {outbox.schema}.outbox (event_id, stream, type, envelope)
+            SELECT event_id, stream, type, envelope
+            FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(event_id text, stream text, type text, envelope text)
+            RETURNING 1)
+        SELECT pg_notify(:channel, '') FROM (SELECT count(*) FROM staged) AS s"""),
+        {"rows": json.dumps(rows), "channel": notify_channel(outbox)})

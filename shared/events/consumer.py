@@ -16,6 +16,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.events.cancellation import raise_if_cancel_requested
 from shared.events.envelope import Envelope
 
 log = logging.getLogger("quorum.events.consumer")
@@ -82,6 +83,7 @@ class StreamConsumer:
         loop = asyncio.get_running_loop()
         next_reclaim = 0.0
         while True:
+            raise_if_cancel_requested()
             try:
                 if loop.time() >= next_reclaim:
                     await self.reclaim_once()
@@ -99,9 +101,8 @@ class StreamConsumer:
         count = 0
         for stream, messages in response or []:
             stream = stream.decode() if isinstance(stream, bytes) else stream
-            for message_id, fields in messages:
-                await self._process(stream, message_id, fields, deliveries=1)
-                count += 1
+            await self._process_batch(stream, messages)
+            count += len(messages)
         return count
 
     async def reclaim_once(self) -> int:
@@ -126,32 +127,94 @@ class StreamConsumer:
         info = await self.redis.xpending_range(stream, self.group, min=message_id, max=message_id, count=1)
         return int(info[0]["times_delivered"]) if info else 1
 
-    async def _process(self, stream: str, message_id: str, fields: dict, *, deliveries: int) -> None:
+    async def _prepare(self, stream: str, message_id: str, fields: dict, *,
+                       deliveries: int) -> tuple[Envelope, Handler] | None:
+        """The envelope and its handler, or None when the message was dead-lettered or is not ours to handle."""
         fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
                   for k, v in fields.items()}
         if deliveries > self.max_deliveries:
             await self._dead_letter(stream, message_id, fields, f"gave up after {deliveries - 1} deliveries")
-            return
+            return None
         try:
             envelope = Envelope.from_stream_fields(fields)
         except (KeyError, ValidationError, ValueError) as exc:
             await self._dead_letter(stream, message_id, fields, f"malformed envelope: {exc}")
-            return
+            return None
         handler = self.handlers.get(envelope.type)
         if handler is None:
             self.stats.ignored += 1
             await self.redis.xack(stream, self.group, message_id)
-            return
+            return None
+        return envelope, handler
+
+    async def _apply(self, session: AsyncSession, envelope: Envelope, handler: Handler) -> bool:
+        """Record the event in the inbox and run its handler; False if the inbox already had it (a duplicate)."""
+        inserted = await session.execute(
+            pg_insert(self.inbox).values(consumer_group=self.group, event_id=envelope.id)
+            .on_conflict_do_nothing().returning(self.inbox.c.event_id))
+        if inserted.first() is None:
+            return False
+        await handler(session, envelope)
+        return True
+
+    async def _apply_batch(self, session: AsyncSession, items: list[tuple[Envelope, Handler]]) -> list[bool]:
+        """`_apply` for many events with one inbox round trip: a multi-row insert says which ones are new."""
+        inserted = await session.execute(
+            pg_insert(self.inbox).values([{"consumer_group": self.group, "event_id": e.id} for e, _ in items])
+            .on_conflict_do_nothing().returning(self.inbox.c.event_id))
+        fresh = set(inserted.scalars())
+        applied = []
+        for envelope, handler in items:
+            if envelope.id in fresh:
+                fresh.discard(envelope.id)  # the same event twice in one batch: only the first applies
+                await handler(session, envelope)
+                applied.append(True)
+            else:
+                applied.append(False)
+        return applied
+
+    def _count(self, envelope: Envelope, applied: bool) -> None:
+        if applied:
+            self.stats.handled += 1
+        else:
+            self.stats.duplicates += 1
+        if self.on_handled:
+            self.on_handled(envelope.type, "handled")
+
+    async def _process_batch(self, stream: str, messages: list) -> None:
+        """First deliveries from one XREADGROUP: every handler in one transaction, one commit and one XACK for all
+        (a commit per event costs a disk flush each). If anything in it fails, the batch rolls back and each
+        message is handled on its own, so a bad event never holds back or undoes the others."""
+        batch = []
+        for message_id, fields in messages:
+            prepared = await self._prepare(stream, message_id, fields, deliveries=1)
+            if prepared is not None:
+                batch.append((message_id, *prepared))
+        if len(batch) > 1:
+            try:
+                async with self.session_factory() as session, session.begin():
+                    applied = await self._apply_batch(session, [(e, h) for _, e, h in batch])
+            except Exception:
+                log.warning("event batch failed; handling its events one at a time",
+                            extra={"group": self.group, "stream": stream, "size": len(batch)})
+            else:
+                await self.redis.xack(stream, self.group, *[message_id for message_id, _, _ in batch])
+                for (_, envelope, _), was_applied in zip(batch, applied, strict=True):
+                    self._count(envelope, was_applied)
+                return
+        for message_id, envelope, handler in batch:
+            await self._handle(stream, message_id, envelope, handler, deliveries=1)
+
+    async def _process(self, stream: str, message_id: str, fields: dict, *, deliveries: int) -> None:
+        prepared = await self._prepare(stream, message_id, fields, deliveries=deliveries)
+        if prepared is not None:
+            await self._handle(stream, message_id, *prepared, deliveries=deliveries)
+
+    async def _handle(self, stream: str, message_id: str, envelope: Envelope, handler: Handler, *,
+                      deliveries: int) -> None:
         try:
             async with self.session_factory() as session, session.begin():
-                inserted = await session.execute(
-                    pg_insert(self.inbox).values(consumer_group=self.group, event_id=envelope.id)
-                    .on_conflict_do_nothing().returning(self.inbox.c.event_id))
-                if inserted.first() is None:
-                    self.stats.duplicates += 1
-                else:
-                    await handler(session, envelope)
-                    self.stats.handled += 1
+                applied = await self._apply(session, envelope, handler)
         except Exception:
             self.stats.failed += 1
             log.exception("event handler failed; will be retried",
@@ -161,8 +224,7 @@ class StreamConsumer:
                 self.on_handled(envelope.type, "failed")
             return
         await self.redis.xack(stream, self.group, message_id)
-        if self.on_handled:
-            self.on_handled(envelope.type, "handled")
+        self._count(envelope, applied)
 
     async def _dead_letter(self, stream: str, message_id: str, fields: dict, reason: str) -> None:
         entry = dict(fields)

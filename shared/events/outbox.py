@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.db import asyncpg_dsn
+from shared.events.cancellation import raise_if_cancel_requested
 from shared.events.envelope import Envelope
 
 log = logging.getLogger("quorum.events.outbox")
@@ -91,6 +92,7 @@ class OutboxRelay:
         loop = asyncio.get_running_loop()
         try:
             while True:
+                raise_if_cancel_requested()
                 self._wake.clear()
                 try:
                     while await self.relay_once() >= self.batch:

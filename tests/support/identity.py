@@ -139,6 +139,20 @@ async def login(client: httpx.AsyncClient, person: Person) -> Person:
     return person
 
 
+TEXT_SCHEMA: dict[str, Any] = {
+    "data": [{"name": "text", "type": "text"}],
+    "controls": [{"name": "sentiment", "type": "single_choice", "source": "text", "options": ["pos", "neg"]}],
+}
+
+
+async def api_project(client: httpx.AsyncClient, admin_token: str) -> uuid.UUID:
+    """A project made the way users make them (the projects domain owns its invariants, e.g. schema rows)."""
+    response = await client.post("/api/v1/projects", headers=bearer(admin_token),
+                                 json={"name": unique("project"), "label_schema": TEXT_SCHEMA})
+    assert response.status_code == 201, response.text
+    return uuid.UUID(response.json()["id"])
+
+
 def bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
@@ -149,21 +163,23 @@ async def build_world(s: Stack, *, scopes: tuple[str, ...] = ("tasks:lease", "an
     org_a, _ = await make_org(identity)
     org_b, _ = await make_org(identity)
     vendor, vendor_slug = await make_org(identity, "vendor")
-    project = await make_project(identity, org_a)
-    other_project = await make_project(identity, org_a)
-    project_b = await make_project(identity, org_b)
+    admin_a = await login(s.api, await make_user(identity, org_a, ["org_admin"]))
+    admin_b = await login(s.api, await make_user(identity, org_b, ["org_admin"]))
+    project = await api_project(s.api, admin_a.access_token)
+    other_project = await api_project(s.api, admin_a.access_token)
+    project_b = await api_project(s.api, admin_b.access_token)
     people = {
-        "org_admin": await make_user(identity, org_a, ["org_admin"]),
+        "org_admin": admin_a,
         "project_manager": await make_user(identity, org_a, [], project=project, project_role="project_manager"),
         "reviewer": await make_user(identity, org_a, [], project=project, project_role="reviewer"),
         "annotator": await make_user(identity, org_a, [], project=project, project_role="annotator"),
         "auditor": await make_user(identity, org_a, ["auditor"]),
         "vendor_manager": await make_user(identity, vendor, ["vendor_manager"]),
         "vendor_worker": await make_user(identity, vendor, [], password=None),
-        "other_org_admin": await make_user(identity, org_b, ["org_admin"]),
+        "other_org_admin": admin_b,
     }
     for name, person in people.items():
-        if person.password:
+        if person.password and not person.access_token:
             await login(s.api, person)
     world = World(org_a=org_a, org_b=org_b, vendor=vendor, vendor_slug=vendor_slug, project=project,
                   other_project=other_project, project_b=project_b, people=people)

@@ -62,7 +62,7 @@ class CodeRequest(Strict):
 
 
 class RefreshRequest(Strict):
-    refresh_token: str = Field(max_length=200)
+    refresh_token: str = Field(max_length=4096)
 
 
 class EnrolmentResponse(BaseModel):

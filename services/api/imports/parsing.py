@@ -179,8 +179,8 @@ async def _json_array(texts: AsyncIterable[str]) -> AsyncIterator[tuple[int, Any
                 if not eof and len(buf) - pos <= MAX_ROW_BYTES and await more():
                     continue
                 raise FileError(index + 1, f"malformed JSON in element {index + 1}: {exc.msg}") from None
-            if end == len(buf) and not eof and isinstance(value, int | float):
-                if await more():  # a number may continue in the next chunk
+            if not eof and isinstance(value, int | float) and (end == len(buf) or buf[end] not in ",] \t\r\n"):
+                if await more():  # a number may continue in the next chunk ("12" of "12.5")
                     continue
             index += 1
             # The element's text, not the parsed value: the worker parses it again with orjson (faster than

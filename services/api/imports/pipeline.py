@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,9 +128,25 @@ def _name_recognizer() -> Any:
     return _NAMES[0]
 
 
-def warm_up() -> None:
-    """Pool initializer: pay the PII engine's import and lexicon load once per worker."""
+def warm_up(server_pid: int | None = None) -> None:
+    """Pool initializer: pay the PII engine's import and lexicon load once per worker, and exit with the
+    server even if it dies without shutting the pool down (SIGKILL, OOM)."""
     from shared.pii import Redactor
+
+    if server_pid is not None:
+        import threading
+
+        def watch() -> None:
+            while True:
+                time.sleep(2.0)
+                try:
+                    os.kill(server_pid, 0)
+                except ProcessLookupError:
+                    os._exit(0)
+                except PermissionError:
+                    pass
+
+        threading.Thread(target=watch, name="server-watchdog", daemon=True).start()
 
     Redactor(name_recognizer=_name_recognizer()).redact("warm up John Smith john@example.com")
 

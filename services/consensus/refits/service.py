@@ -42,6 +42,9 @@ from shared.app import ServiceContext
 log = logging.getLogger("quorum.consensus.refits")
 
 REFIT_POLL_SECONDS = 1.0
+# Label-count refits wait at least this long after the previous fit: under a steady stream of submissions a
+# full refit every few hundred labels would spend the replica's CPU refitting instead of serving updates.
+MIN_REFIT_GAP_SECONDS = 30
 STALE_RUN_SECONDS = 900  # a run 'running' this long belonged to a replica that died
 WRITE_CHUNK = 1000
 # After a refit a task is re-announced when its label, status or labels_needed changed, or its confidence
@@ -92,6 +95,7 @@ async def queue_due_refits(session: AsyncSession) -> int:
     rows = (await session.execute(sa.text(f"""
         SELECT p.project_id, p.refit_after_labels, p.refit_interval_seconds,
                EXTRACT(EPOCH FROM now() - coalesce(m.last_fit, p.created_at)) AS age,
+               m.last_fit IS NULL AS never_fitted,
                (SELECT count(*) FROM (SELECT 1 FROM {labels.schema}.labels AS l
                                       WHERE l.project_id = p.project_id AND l.id > coalesce(m.max_label_id, 0)
                                       LIMIT p.refit_after_labels) AS s) AS new_labels
@@ -102,7 +106,7 @@ async def queue_due_refits(session: AsyncSession) -> int:
                           WHERE r.project_id = p.project_id AND r.status IN ('queued', 'running'))"""))).all()
     queued = 0
     for row in rows:
-        if row.new_labels >= row.refit_after_labels:
+        if row.new_labels >= row.refit_after_labels and (row.never_fitted or row.age >= MIN_REFIT_GAP_SECONDS):
             reason = "labels"
         elif row.new_labels > 0 and row.age >= row.refit_interval_seconds:
             reason = "schedule"

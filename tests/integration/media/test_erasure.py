@@ -189,3 +189,26 @@ async def test_erasure_needs_a_manager_and_one_target(env) -> None:  # noqa: ANN
     assert (await _erase(env, {"task_id": str(uuid.uuid4())})).status_code == 404
     async with env.ctx.session_factory() as session:
         assert (await session.get(Task, task_id)).erased_at is None
+
+
+async def test_deleting_one_media_shreds_it(env) -> None:  # noqa: ANN001
+    created = await env.upload(b"%PDF-1.4\nsingle media to delete\n" * 30, "one.pdf", "application/pdf")
+    media_id, url = created.json()["id"], created.json()["url"]
+    async with env.ctx.session_factory() as session:
+        key_id = (await session.get(Media, uuid.UUID(media_id))).data_key_id
+    annotator = await env.headers(proj={env.project_id: "annotator"})
+    assert (await env.client.delete(url, headers=annotator)).status_code == 403
+    assert (await env.client.delete(url, headers=await env.manager())).status_code == 204
+    with pytest.raises(KeyDestroyed):
+        await data_key_store(env.ctx).get(key_id)
+    assert (await env.client.get(url, headers=await env.manager())).status_code == 404
+    assert await env.events("audit.recorded", action="media.delete", resource_id=media_id, outcome="success")
+
+
+async def test_media_whose_key_was_shredded_answers_410(env) -> None:  # noqa: ANN001
+    created = await env.upload(b"text whose key is shredded underneath\n", "gone.txt", "text/plain")
+    async with env.ctx.session_factory() as session:
+        key_id = (await session.get(Media, uuid.UUID(created.json()["id"]))).data_key_id
+    await data_key_store(env.ctx).destroy(key_id)  # e.g. a scope shredded by another erasure path
+    response = await env.client.get(created.json()["url"], headers=await env.manager())
+    assert response.status_code == 410 and "erased" in response.json()["detail"]

@@ -1,0 +1,73 @@
+"""The incremental splitters give the same rows wherever the chunk boundaries fall."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from services.api.imports.parsing import FileError, iter_rows
+from services.api.imports.pipeline import RowError, remap_offset
+
+
+def _rows(data: bytes, fmt: str, step: int, charset: str = "utf-8") -> list:
+    async def chunks():  # noqa: ANN202
+        for i in range(0, len(data), step):
+            yield data[i:i + step]
+
+    async def collect() -> list:
+        out = []
+        async for number, raw in iter_rows(chunks(), fmt, charset):
+            if isinstance(raw, RowError):
+                out.append((number, "error", raw.message))
+            elif isinstance(raw, bytes | str):
+                out.append((number, json.loads(raw)))
+            else:
+                out.append((number, raw))
+        return out
+
+    return asyncio.run(collect())
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 64, 10_000])
+def test_json_array_split_anywhere(step: int) -> None:
+    data = json.dumps([{"data": {"text": "a, [b] {c} \"q\" \\"}}, 12.5, {"text": "ü → ✓"}, []]).encode()
+    assert _rows(data, "json", step) == [(1, {"data": {"text": "a, [b] {c} \"q\" \\"}}), (2, 12.5),
+                                         (3, {"text": "ü → ✓"}), (4, [])]
+
+
+@pytest.mark.parametrize("step", [1, 5, 4096])
+def test_jsonl_split_anywhere_with_bom_and_blank_lines(step: int) -> None:
+    data = b'\xef\xbb\xbf{"a": 1}\n\n{"a": "\xc3\xbc"}\r\n{"a": 3}'
+    assert _rows(data, "jsonl", step) == [(1, {"a": 1}), (3, {"a": "ü"}), (4, {"a": 3})]
+
+
+@pytest.mark.parametrize("step", [1, 3, 4096])
+def test_csv_quoted_newlines_split_anywhere(step: int) -> None:
+    data = b'text,n\r\n"one\r\nline ""two""",1\r\nplain,2\r\nshort\r\n'
+    assert _rows(data, "csv", step) == [(2, {"text": 'one\r\nline "two"', "n": "1"}), (3, {"text": "plain", "n": "2"}),
+                                        (4, "error", "expected 2 columns, got 1")]
+
+
+def test_latin1_declared() -> None:
+    assert _rows("text\ncafé\n".encode("latin-1"), "csv", 2, "latin-1") == [(2, {"text": "café"})]
+
+
+def test_truncated_array_is_a_file_error() -> None:
+    with pytest.raises(FileError):
+        _rows(b'[{"a": 1}, {"a": ', "json", 4)
+    with pytest.raises(FileError):
+        _rows(b'{"not": "an array"}', "json", 4)
+
+
+def test_offsets_move_past_placeholders() -> None:
+    # "Call Maria Lopez now" → "Call [PERSON] now": original [5, 16) became [5, 13)
+    mapping = [(5, 16, 5, 13)]
+    assert remap_offset(mapping, 0, is_end=False) == 0
+    assert remap_offset(mapping, 5, is_end=False) == 5
+    assert remap_offset(mapping, 8, is_end=False) == 5  # inside → placeholder start
+    assert remap_offset(mapping, 8, is_end=True) == 13  # inside → placeholder end
+    assert remap_offset(mapping, 16, is_end=True) == 13
+    assert remap_offset(mapping, 17, is_end=False) == 14  # after: shifted by -3
+    assert remap_offset(mapping, 20, is_end=True) == 17
