@@ -205,6 +205,7 @@ def main() -> None:
     achieved = result["sent"] / result["elapsed"]
     print(f"\nConsensus latency — annotation.submitted -> consensus.updated "
           f"({result['sent']} submits in {result['elapsed']:.1f} s = {achieved:.0f}/s, {os.cpu_count()} CPUs)")
+    print(f"machine load average during the run (1/5/15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"answered {result['answered']}/{result['sent']}; background refits during the run: {refits['runs']} "
           f"(largest {refits['max_labels']} labels), refit re-announcements: {result['refit_events']}")
     if lat:

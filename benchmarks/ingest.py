@@ -260,7 +260,7 @@ def run_labelstudio(path: Path, n: int) -> dict:
                               env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{base}/health", 180, server)
+        wait_http(f"{base}/health", 900, server)
         headers = {"Authorization": f"Token {token}"}
         with httpx.Client(base_url=base, headers=headers, timeout=3600) as client:
             version = client.get("/api/version").json().get("release", "?")

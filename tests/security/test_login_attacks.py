@@ -100,13 +100,11 @@ async def test_per_ip_throttle_across_accounts(settings) -> None:  # noqa: ANN00
 async def test_auth_endpoint_rate_limit_shared_by_replicas(settings) -> None:  # noqa: ANN001
     tuned = fast_settings(settings, auth_rate_limit_per_minute=5)
     async with stack(tuned) as first, stack(tuned) as second:  # two replicas, one Redis
-        body = {"email": "x@example.test", "password": "irrelevant-password"}
         statuses = []
         for i in range(8):
             client = (first if i % 2 else second).api
             statuses.append((await client.post("/api/v1/auth/refresh", json={"refresh_token": "qrt_x"})).status_code)
         assert statuses.count(429) == 3 and statuses[:5] == [401] * 5
-        del body
 
 
 async def test_totp_replay_is_rejected(settings) -> None:  # noqa: ANN001

@@ -29,13 +29,6 @@ def probe_router() -> APIRouter:
     return router
 
 
-async def services_stack(settings):  # noqa: ANN001, ANN201
-    from services.consensus.app import create_app as consensus_app
-    from services.worker.app import create_app as worker_app
-
-    return worker_app, consensus_app
-
-
 class Everywhere:
     def __init__(self, s) -> None:  # noqa: ANN001
         self.s = s

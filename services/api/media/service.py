@@ -111,6 +111,19 @@ async def authorize_project(ctx: ServiceContext, principal: Principal, project_i
     raise Forbidden(f"not allowed to {what.replace('.', ' ')}: {decision.reason}")
 
 
+async def check_task_in_project(ctx: ServiceContext, project: ProjectRef, task_id: uuid.UUID | None) -> None:
+    """Media attached to a task must belong to the task's project (erasure of the task finds it there)."""
+    if task_id is None:
+        return
+    from services.api.tasks.models import Task
+
+    async with ctx.session_factory() as session:
+        found = (await session.execute(sa.select(Task.id).where(
+            Task.id == task_id, Task.project_id == uuid.UUID(project.id), Task.erased_at.is_(None)))).first()
+    if found is None:
+        raise NotFound(f"task {task_id} not found in this project")
+
+
 # -- the ingest pipeline -----------------------------------------------------------------------------
 
 @dataclass

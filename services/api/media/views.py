@@ -81,11 +81,12 @@ async def upload_media(request: Request, project_id: uuid.UUID,
     project, sealed = await service.authorize_project(ctx, principal, str(project_id), can_write_media,
                                                       "media.upload", meta)
     _check_declared_length(request, ctx.settings.max_media_bytes)
+    task = _optional_uuid(task_id, "task_id")
+    await service.check_task_in_project(ctx, project, task)
     _, part = await _single_file(request)
     result = await service.ingest_media(
         ctx, project, sealed, service.IngestSource(part.chunks, part.filename, part.content_type),
-        actor=Actor(principal), meta=meta, dataset_id=_optional_uuid(dataset_id, "dataset_id"),
-        task_id=_optional_uuid(task_id, "task_id"))
+        actor=Actor(principal), meta=meta, dataset_id=_optional_uuid(dataset_id, "dataset_id"), task_id=task)
     body = _media_out(request, result.media, duplicate=not result.created)
     return JSONResponse(body.model_dump(mode="json"), status_code=201 if result.created else 200,
                         headers={"Location": body.url})

@@ -227,3 +227,18 @@ async def test_audit_events_carry_no_secrets(settings) -> None:  # noqa: ANN001
         failure = [e for e in events if e["action"] == "auth.login" and e["outcome"] == "failure"
                    and e["actor_id"] == str(w.people["annotator"].id)]
         assert failure and failure[-1]["ip"] and failure[-1]["request_id"]
+
+
+async def test_cli_signing_keys_rotate_list_retire(settings) -> None:  # noqa: ANN001
+    from services.api.identity.cli import signing_keys
+
+    fast = fast_settings(settings)
+    first = await signing_keys(fast, "rotate", None)
+    second = await signing_keys(fast, "rotate", None)
+    listed = {k["kid"]: k["status"] for k in await signing_keys(fast, "list", None)}
+    assert listed[first["kid"]] == listed[second["kid"]] == "active"
+    after = {k["kid"]: k["status"] for k in await signing_keys(fast, "retire", first["kid"])}
+    assert after[first["kid"]] == "retired" and after[second["kid"]] == "active"
+    async with stack(fast) as s:
+        published = {k["kid"] for k in (await s.api.get("/api/v1/auth/jwks")).json()["keys"]}
+        assert second["kid"] in published and first["kid"] not in published

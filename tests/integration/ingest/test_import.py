@@ -58,8 +58,13 @@ async def test_pii_never_reaches_an_annotator_and_only_ciphertext_is_stored(inge
     op = await ingest.run_import(pid, jsonl(rows))
     assert op["status"] == "succeeded" and op["counts"]["created"] == 30 and op["progress"] == 1.0
 
+    await ingest.run_import(pid, jsonl([{"text": "nothing personal here"}]))
     annotator = await ingest.annotator(pid)
-    tasks = await _tasks(ingest, pid, annotator)
+    r = await ingest.client.get(f"/api/v1/projects/{pid}/tasks", params={"has_pii": "false"}, headers=annotator)
+    assert len(r.json()["items"]) == 1 and "data" not in r.json()["items"][0]  # metadata only, unless asked
+    r = await ingest.client.get(f"/api/v1/projects/{pid}/tasks",
+                                params={"has_pii": "true", "include_data": "true", "limit": 500}, headers=annotator)
+    tasks = r.json()["items"]
     assert len(tasks) == 30
     for task in tasks:
         r = await ingest.client.get(f"/api/v1/tasks/{task['id']}", headers=annotator)
@@ -76,7 +81,7 @@ async def test_pii_never_reaches_an_annotator_and_only_ciphertext_is_stored(inge
     async with ingest.ctx.session_factory() as session:
         stored = (await session.execute(sa.select(Task.data_enc, Task.original_enc, Task.pii_counts)
                                         .where(Task.project_id == uuid.UUID(pid)))).all()
-        assert len(stored) == 30
+        assert len(stored) == 31
         raw = b"".join(r.data_enc for r in stored)
         for needle in ["Ticket", "Customer", *PII.values()]:
             assert needle.encode() not in raw  # ciphertext only
@@ -88,7 +93,7 @@ async def test_pii_never_reaches_an_annotator_and_only_ciphertext_is_stored(inge
             assert needle not in dump
         events = (await session.execute(sa.select(outbox.c.envelope).where(outbox.c.type == "task.created")))
         created = [json.loads(e)["payload"] for e in events.scalars()]
-        assert sum(1 for p in created if p["project_id"] == pid) == 30
+        assert sum(1 for p in created if p["project_id"] == pid) == 31
         reads = (await session.execute(sa.select(outbox.c.envelope).where(outbox.c.type == "audit.recorded")))
         actions = [json.loads(e)["payload"] for e in reads.scalars()]
         read_ids = {a["resource_id"] for a in actions if a["action"] == "task.read"}

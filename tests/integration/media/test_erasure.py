@@ -59,6 +59,9 @@ async def test_erasing_a_task_shreds_its_keys_and_media(any_env) -> None:  # noq
                              params={"task_id": str(task_id)})
     assert photo.status_code == 201
     media_id = photo.json()["id"]
+    elsewhere = await env.upload(b"%PDF-1.4\nanother\n", "x.pdf", "application/pdf",
+                                 params={"task_id": str(uuid.uuid4())})
+    assert elsewhere.status_code == 404  # media only attaches to a task of the same project
     admin = await env.headers(roles=("org_admin",))
     assert (await env.client.get(f"/api/v1/tasks/{task_id}", headers=admin)).status_code == 200
 

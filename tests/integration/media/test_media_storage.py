@@ -90,3 +90,30 @@ async def test_stored_under_generated_key_not_client_name(env) -> None:  # noqa:
     assert media.blob_key == f"media/{env.project_id}/{media.id}"
     got = await env.client.get(created.json()["url"], headers=await env.manager())
     assert "filename*=UTF-8''inner%20name.txt" in got.headers["content-disposition"]
+
+
+async def test_upload_is_streamed_not_held_in_memory(infrastructure, tmp_path) -> None:  # noqa: ANN001
+    """A 32 MiB upload from a file on disk: the server side never holds more than a few MiB of it."""
+    import tracemalloc
+
+    from tests.integration.media.conftest import _env, _settings
+
+    size = 32 << 20
+    source = tmp_path / "big.txt"
+    with source.open("wb") as handle:
+        block = (b"a line of plain text that repeats until the file is large enough"[:63] + b"\n") * (1 << 14)
+        for _ in range(size // len(block)):
+            handle.write(block)
+    async for env in _env(_settings(infrastructure, tmp_path, max_media_bytes=64 << 20)):
+        headers = await env.manager()
+        tracemalloc.start()
+        try:
+            with source.open("rb") as handle:
+                response = await env.client.post(f"/api/v1/projects/{env.project_id}/media", headers=headers,
+                                                 files={"file": ("big.txt", handle, "text/plain")})
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert response.status_code == 201, response.text
+        assert response.json()["size_bytes"] == size
+        assert peak < 8 << 20, f"heap peaked at {peak / 2**20:.1f} MiB for a 32 MiB upload"
