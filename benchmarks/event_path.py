@@ -9,6 +9,8 @@ throwaway database and stream prefix, dropped afterwards. Rows:
                                XREADGROUPs and XACKs, same Redis, same process: what Redis + redis-py allow
   path: backlog drain          events already committed in the outbox; the real OutboxRelay and StreamConsumer
                                (worker's inbox + the system.ping handler's upsert, each committed) drain them
+  path: backlog drain, batch 1 the same with XREADGROUP COUNT 1: one transaction and one XACK per event (what
+                               the consumer did before it committed a whole read batch at once); --events/4 events
   path: live                   --producers tasks each commit one event per transaction (like API requests)
                                while relay and consumer run; latency = producer commit -> handler commit + ack
 
@@ -183,6 +185,8 @@ async def run(args: argparse.Namespace, database_url: str, redis_url: str) -> li
                          await bare_redis_ceiling(redis, f"{prefix}-{attempt}", args.events, args.batch)))
             rows.append(("path: backlog drain (relay + consumer)",
                          await backlog_drain(engine, redis, f"{prefix}-{attempt}b", args.events, args.batch)))
+            rows.append(("path: backlog drain, consumer batch 1",
+                         await backlog_drain(engine, redis, f"{prefix}-{attempt}s", args.events // 4, 1)))
             rows.append((f"path: live ({args.producers} producers, 1 event/txn)",
                          await live(engine, redis, f"{prefix}-{attempt}l", args.events, args.producers, args.batch)))
         return rows

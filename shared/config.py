@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024
     import_workers: int = 0  # processes for redaction/encryption; 0 = one per CPU core
     import_chunk_rows: int = 1000  # rows per worker chunk and per committed transaction
-    import_max_inflight_chunks: int = 0  # 0 = workers + 2
+    import_max_inflight_chunks: int = 0  # 0 = workers + 1 (each worker busy, one chunk committing)
     import_lease_seconds: int = 30  # a replica that stops renewing loses its running imports to another
     import_resume_interval: float = 5.0  # how often each replica looks for abandoned imports
     import_max_stored_errors: int = 1000  # per operation; counts stay exact beyond it

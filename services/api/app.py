@@ -43,8 +43,10 @@ async def _blob_store_ready(ctx: ServiceContext) -> None:
 
 def build_spec() -> ServiceSpec:
     return ServiceSpec(
-        name="api", title="Quorum API", routers=[system_router, media_router, erasure_router, projects_router, imports_router, tasks_router,
-                                         *identity_routers], outbox=outbox, inbox=inbox,
+        name="api", title="Quorum API",
+        routers=[system_router, media_router, erasure_router, projects_router, imports_router, tasks_router,
+                 *identity_routers],
+        outbox=outbox, inbox=inbox,
         readiness={"object_storage": _blob_store_ready},
         on_startup=[_open_blob_store, identity_startup.on_startup],
         on_shutdown=[_close_blob_store, identity_startup.on_shutdown], background=[import_resumer],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import contextlib
 import logging
 import multiprocessing
@@ -43,7 +44,6 @@ from services.api.projects.service import get_project, pii_settings, schema_docu
 from services.api.tasks.service import task_scope
 from shared.auth.principal import Principal
 from shared.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ProblemError, UnsupportedMediaType
-from shared.events.envelope import new_event_id
 from shared.events.outbox import events_stream, notify_channel
 
 log = logging.getLogger("quorum.imports")
@@ -417,7 +417,7 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
     pool = process_pool(settings)
     loop = asyncio.get_running_loop()
     chunk_rows = max(1, settings.import_chunk_rows)
-    max_inflight = settings.import_max_inflight_chunks or worker_count(settings) + 2
+    max_inflight = settings.import_max_inflight_chunks or worker_count(settings) + 1
     spool = _Spool(ctx.extras["blob_store"], op.spool_key)
     resume_after = op.rows_committed
     inflight: deque[tuple[int, asyncio.Future]] = deque()
@@ -527,6 +527,19 @@ async def _commit_chunk(ctx: Any, op: ImportOperation, project: Project, row_ctx
             op.id, last_row, len(tasks), duplicates, result.invalid_rows, bytes_read)
 
 
+_B32_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def bulk_event_ids(count: int) -> list[str]:
+    """`count` ULIDs of this millisecond, in the format of `shared.events.envelope.new_event_id` (10 chars of
+    time, 16 of randomness) but with the random part encoded in bulk: ~20x cheaper per id."""
+    ms = int(time.time() * 1000)
+    prefix = "".join(_CROCKFORD[(ms >> shift) & 31] for shift in range(45, -5, -5))
+    noise = base64.b32encode(os.urandom(10 * count)).translate(_B32_TO_CROCKFORD).decode("ascii")
+    return [prefix + noise[i:i + 16] for i in range(0, 16 * count, 16)]
+
+
 async def _copy_tasks(ctx: Any, pg: Any, op: ImportOperation, project: Project, row_ctx: RowContext,
                       tasks: list) -> None:
     now = datetime.now(UTC)
@@ -537,7 +550,8 @@ async def _copy_tasks(ctx: Any, pg: Any, op: ImportOperation, project: Project, 
     stream = events_stream(ctx.settings.stream_prefix, "api")
     occurred = now.isoformat().replace("+00:00", "Z")
     project_id, org_id = str(project.id), str(project.org_id)
-    for t in tasks:
+    event_ids = bulk_event_ids(len(tasks))
+    for t, event_id in zip(tasks, event_ids, strict=True):
         scope = task_scope(t.task_id)
         key_id, kek_version, wrapped = t.key
         key_rows.append((key_id, scope, kek_version, wrapped, now))
@@ -550,7 +564,6 @@ async def _copy_tasks(ctx: Any, pg: Any, op: ImportOperation, project: Project, 
                           t.has_predictions, op.id, t.row, now))
         for p in t.pseudonyms:
             pseudonym_rows.append((project.id, p, t.task_id))
-        event_id = new_event_id()
         envelope = orjson.dumps({
             "id": event_id, "type": "task.created", "version": 1, "occurred_at": occurred, "producer": "api",
             "org_id": org_id, "project_id": project_id, "request_id": None,

@@ -116,17 +116,20 @@ class SqlDataKeyStore:
 
         return await self._run(session, run)
 
-    async def rewrap(self, keyring: KeyRing | None = None) -> int:
-        """Re-wrap live keys not under the active KEK, in batches (each its own transaction)."""
+    async def rewrap(self, keyring: KeyRing | None = None, *, scope_prefix: str | None = None) -> int:
+        """Re-wrap live keys not under the active KEK, in batches (each its own transaction); optionally
+        only keys whose scope starts with `scope_prefix` (e.g. "task:" to rotate in stages)."""
         keyring = keyring or self.keyring
         active = keyring.active_version
         total = 0
         while True:
             async with self.session_factory() as s, s.begin():
-                rows = (await s.execute(
-                    sa.select(DataKey.id, DataKey.kek_version, DataKey.wrapped)
-                    .where(DataKey.destroyed_at.is_(None), DataKey.kek_version != active)
-                    .limit(REWRAP_BATCH).with_for_update(skip_locked=True))).all()
+                stmt = (sa.select(DataKey.id, DataKey.kek_version, DataKey.wrapped)
+                        .where(DataKey.destroyed_at.is_(None), DataKey.kek_version != active)
+                        .limit(REWRAP_BATCH).with_for_update(skip_locked=True))
+                if scope_prefix:
+                    stmt = stmt.where(DataKey.scope.startswith(scope_prefix, autoescape=True))
+                rows = (await s.execute(stmt)).all()
                 if not rows:
                     return total
                 for row in rows:

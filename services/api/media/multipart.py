@@ -144,6 +144,8 @@ async def _part_data(events: AsyncIterator[tuple[str, object]]) -> AsyncIterator
             yield value  # type: ignore[misc]
         elif kind == "end":
             return
+    raise BadRequest("the multipart body ended before the file part was complete (truncated upload)",
+                     type="truncated-upload")
 
 
 async def _collect_field(events: AsyncIterator[tuple[str, object]], name: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -35,16 +36,21 @@ from services.api.media.spool import EncryptedSpool
 from services.api.projects.models import Project
 from shared.app import ServiceContext
 from shared.auth.principal import Principal
-from shared.crypto import EncryptedBlobStore, KeyDestroyed
+from shared.crypto import DecryptionError, EncryptedBlobStore, KeyDestroyed
 from shared.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ProblemError, ServiceUnavailable
 from shared.storage import InvalidObjectKey, S3BlobStore, validate_prefix
 
+log = logging.getLogger("quorum.api.media")
 MEDIA_PREFIX = "media"
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
 
 class MediaGone(ProblemError):
     status, type, title = 410, "media-erased", "Media was erased"
+
+
+class MediaUnreadable(ProblemError):
+    status, type, title = 500, "media-ciphertext-invalid", "Stored media failed authentication"
 
 
 # -- context ----------------------------------------------------------------------------------------
@@ -565,15 +571,37 @@ async def authorize_media_read(ctx: ServiceContext, media_id: str, *, principal:
 async def open_media(ctx: ServiceContext, handle: MediaHandle, start: int = 0,
                      end: int | None = None) -> AsyncIterator[bytes]:
     """Plaintext `[start, end)` of the media, decrypted on the fly. The first chunk is read before this
-    returns, so a shredded key or corrupt object fails as a clean error instead of a cut response."""
+    returns, so a shredded key or a corrupt object fails as a clean error instead of a cut response; a
+    stored object shorter than its row says (truncated) fails too, never a silently short body."""
+    expected = (handle.size if end is None else min(end, handle.size)) - start
     stream = blob_store(ctx).open_range(handle.blob_key, start, end).__aiter__()
     try:
         first = await stream.__anext__()
     except StopAsyncIteration:
+        if expected > 0:
+            raise _unreadable(handle) from None
         return _empty()
     except KeyDestroyed:
         raise MediaGone(f"media {handle.id} was erased; its data can no longer be decrypted") from None
-    return _chain(first, stream)
+    except DecryptionError:
+        raise _unreadable(handle) from None
+    return _exactly(_chain(first, stream), expected, handle)
+
+
+def _unreadable(handle: MediaHandle) -> MediaUnreadable:
+    log.error("stored media failed authentication or is truncated", extra={"media_id": handle.id})
+    return MediaUnreadable(f"media {handle.id} is damaged, truncated or was tampered with; not returned")
+
+
+async def _exactly(chunks: AsyncIterator[bytes], expected: int, handle: MediaHandle) -> AsyncIterator[bytes]:
+    seen = 0
+    async for chunk in chunks:
+        seen += len(chunk)
+        if seen > expected:
+            raise _unreadable(handle)
+        yield chunk
+    if seen != expected:
+        raise _unreadable(handle)  # headers are out already: the connection is cut short, never "complete"
 
 
 async def mint_link(ctx: ServiceContext, principal: Principal, media_id: str, ttl_seconds: int | None,

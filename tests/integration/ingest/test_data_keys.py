@@ -17,17 +17,18 @@ async def test_sql_data_key_store_lifecycle_and_rotation(ingest: IngestEnv) -> N
     v1 = secrets.token_bytes(32)
     store = SqlDataKeyStore(ingest.ctx.session_factory, KeyRing({1: v1}))
     assert isinstance(store, DataKeyStore)
-    scope = f"task:{secrets.token_hex(8)}"
+    mine = f"keytest-{secrets.token_hex(6)}:"  # the suite shares one database; rotate only this test's keys
+    scope = f"{mine}task"
     (a, dek_a), (b, dek_b) = await store.create_many([scope, scope])
-    c, dek_c = await store.create(f"other:{secrets.token_hex(4)}")
+    c, dek_c = await store.create(f"{mine}other")
     assert await store.get(a) == dek_a and await store.get(c) == dek_c
     async with ingest.ctx.session_factory() as session:
         stored = (await session.execute(sa.select(DataKey.wrapped).where(DataKey.id == a))).scalar_one()
     assert dek_a not in stored  # only the wrapped key is stored
 
     rotated = KeyRing({1: v1, 2: secrets.token_bytes(32)})
-    rewrapped = await SqlDataKeyStore(ingest.ctx.session_factory, rotated).rewrap()
-    assert rewrapped >= 3
+    rewrapped = await SqlDataKeyStore(ingest.ctx.session_factory, rotated).rewrap(scope_prefix=mine)
+    assert rewrapped == 3
     only_v2 = SqlDataKeyStore(ingest.ctx.session_factory, KeyRing({2: rotated._keys[2]}))
     assert await only_v2.get(a) == dek_a  # readable without the retired version: re-wrapped, not re-encrypted
 

@@ -83,10 +83,10 @@ async def test_rotation_rewraps_reseals_and_keeps_everything_readable(isolated_e
     assert report["secrets_resealed"]["projects.secret_sealed"] >= 2
     assert report["secrets_resealed"]["signing_keys.private_key_sealed"] >= 1
 
-    status = json.loads(quorum_keys(env, "status").stdout)
-    assert status["active_version"] == 2 and status["live_data_keys_by_version"] == {"2": len(backup)}
-    assert all(set(counts) <= {"2"} for counts in status["sealed_by_version"].values())
-    assert status["retireable"] == [1]
+    status = await rotation.status(env.ctx.session_factory, KeyRing.load_or_create(env.settings.keyring_file))
+    assert status.active_version == 2 and status.live_data_keys_by_version == {2: len(backup)}
+    assert all(set(counts) <= {2} for counts in status.sealed_by_version.values())
+    assert status.retireable() == [1]
 
     # never re-encrypted: every stored object is byte-for-byte what it was
     assert {key: await read_all(raw.open_range(key)) async for key in raw.list("media/")} == stored_before
@@ -131,6 +131,9 @@ async def test_retire_refuses_while_anything_still_uses_the_version(isolated_env
         await rotation.retire(env.ctx.session_factory, ring, 1)
     result = quorum_keys(env, "retire", "1")
     assert result.returncode == 1 and "still protects" in result.stderr
+    shown = json.loads(quorum_keys(env, "status").stdout)
+    assert shown["versions"] == [1, 2] and shown["live_data_keys_by_version"] == {"1": 1}
+    assert shown["retireable"] == []
     report = await rotation.rotate(env.ctx.session_factory, ring, add_version=False)
     assert report.active_version == 2 and report.data_keys_rewrapped >= 1
     await rotation.retire(env.ctx.session_factory, ring, 1)

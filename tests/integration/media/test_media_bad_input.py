@@ -130,3 +130,14 @@ async def test_zip_member_traversal_is_rejected(env) -> None:  # noqa: ANN001
 async def test_not_a_zip_is_415(env) -> None:  # noqa: ANN001
     body = _problem(await _upload_zip(env, b"plain text, not an archive\n"), 415)
     assert "application/zip" in body["detail"] or "text/plain" in body["detail"]
+
+
+async def test_truncated_multipart_body_is_refused(env) -> None:  # noqa: ANN001
+    body = (b"--BOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.txt\"\r\n"
+            b"Content-Type: text/plain\r\n\r\n" + b"this upload is cut off before its closing boundary " * 50)
+    response = await env.client.post(f"/api/v1/projects/{env.project_id}/media", content=body,
+                                      headers={**await env.manager(),
+                                               "Content-Type": "multipart/form-data; boundary=BOUNDARY"})
+    assert "truncated" in _problem(response, 400)["detail"]
+    raw = env.ctx.extras["raw_blob_store"]
+    assert [k async for k in raw.list(f"media/{env.project_id}/")] == []

@@ -117,3 +117,20 @@ async def test_upload_is_streamed_not_held_in_memory(infrastructure, tmp_path) -
         assert response.status_code == 201, response.text
         assert response.json()["size_bytes"] == size
         assert peak < 8 << 20, f"heap peaked at {peak / 2**20:.1f} MiB for a 32 MiB upload"
+
+
+async def test_tampered_or_truncated_object_fails_loudly(env) -> None:  # noqa: ANN001
+    from shared.storage import iter_bytes
+
+    created = await env.upload(b"%PDF-1.4\n" + os.urandom(200_000), "t.pdf", "application/pdf")
+    key = f"media/{env.project_id}/{created.json()['id']}"
+    raw = env.ctx.extras["raw_blob_store"]
+    stored = bytearray(await read_all(raw.open_range(key)))
+    stored[200] ^= 0x01  # one bit in the first segment
+    await raw.put(key, iter_bytes(bytes(stored)))
+    response = await env.client.get(created.json()["url"], headers=await env.manager())
+    assert response.status_code == 500 and response.json()["type"].endswith("media-ciphertext-invalid")
+    stored[200] ^= 0x01
+    await raw.put(key, iter_bytes(bytes(stored[:-5000])))  # truncated: the final segment is gone
+    ranged = await env.client.get(created.json()["url"], headers={**await env.manager(), "Range": "bytes=-100"})
+    assert ranged.status_code == 500 and ranged.json()["type"].endswith("media-ciphertext-invalid")

@@ -71,3 +71,17 @@ def test_offsets_move_past_placeholders() -> None:
     assert remap_offset(mapping, 16, is_end=True) == 13
     assert remap_offset(mapping, 17, is_end=False) == 14  # after: shifted by -3
     assert remap_offset(mapping, 20, is_end=True) == 17
+
+
+def test_bulk_event_ids_look_like_the_envelopes_ulids() -> None:
+    import time
+
+    from services.api.imports.service import bulk_event_ids
+    from shared.events.envelope import new_event_id
+
+    before = new_event_id()
+    time.sleep(0.002)  # ids of a later millisecond sort after
+    ids = bulk_event_ids(500)
+    assert len(set(ids)) == 500 and all(len(i) == 26 for i in ids)
+    assert set("".join(ids)) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+    assert min(ids) > before and ids[0][:10] >= before[:10]
