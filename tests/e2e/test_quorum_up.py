@@ -57,6 +57,7 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # startup allowance (240 s) + shutdown, above the suite-wide 300 s
 def test_quorum_up_from_a_clean_data_dir_serves_all_three_and_stops_cleanly() -> None:
     # pgserver drops root privileges to its own user, which must be able to reach the data directory:
     # a directory inside the project works where a root-only /tmp path would not.
