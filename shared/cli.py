@@ -82,13 +82,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         settings = base.model_copy(update={"database_url": infra.database_url, "redis_url": infra.redis_url,
                                            "public_base_url": public, "migrate_on_start": False})
         upgrade_all(settings.database_url)
-        demo = None
-        if not args.no_demo:
-            demo = _seed_demo(settings)
         app = create_gateway(settings)
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on",
                                                proxy_headers=False))
-        _print_banner(public, demo)
+        _print_banner(public)
+        if not args.no_demo:
+            _seed_demo_when_ready(settings, public)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: end quietly, and make SIGTERM
         # unwind like Ctrl-C (its default action would kill us before the embedded servers are stopped).
         signal.signal(signal.SIGTERM, _interrupt)
@@ -105,15 +104,30 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _seed_demo(settings: Settings) -> dict | None:
-    try:
-        demo = importlib.import_module("services.api.demo")
-    except ModuleNotFoundError:
-        return None
-    return asyncio.run(demo.seed(settings))
+def _seed_demo_when_ready(settings: Settings, public: str) -> None:
+    """Create the demo admin now; seed the project over HTTP from a thread once the server answers."""
+    import threading
+
+    from services.api import demo
+
+    credentials = asyncio.run(demo.ensure_admin(settings))
+
+    def seed() -> None:
+        try:
+            seeded = demo.seed_over_http(public, credentials)
+        except Exception as exc:  # the server runs on; the demo is a convenience
+            print(f"  demo seeding failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            return
+        lines = ["", "  Demo is ready:",
+                 f"    sign in     POST {public}/api/v1/auth/login  as {credentials['email']}",
+                 f"    password    in {demo.credentials_path(settings.data_dir)} (readable only by you)",
+                 *(f"    {k:<11} {v}" for k, v in seeded.items()), ""]
+        print("\n".join(lines), flush=True)
+
+    threading.Thread(target=seed, name="demo-seed", daemon=True).start()
 
 
-def _print_banner(public: str, demo: dict | None) -> None:
+def _print_banner(public: str) -> None:
     lines = [
         "",
         f"  Quorum is starting at {public}",
@@ -121,9 +135,6 @@ def _print_banner(public: str, demo: dict | None) -> None:
         f"    worker     {public}/api/v1/distribution/healthz   docs {public}/api/v1/distribution/docs",
         f"    consensus  {public}/api/v1/consensus/healthz      docs {public}/api/v1/consensus/docs",
     ]
-    if demo:
-        lines.append("  Demo:")
-        lines.extend(f"    {k}: {v}" for k, v in demo.items())
     lines.append("  Ctrl-C stops everything.")
     print("\n".join(lines), flush=True)
 

@@ -53,10 +53,11 @@ def ping_handler(table: sa.Table):  # noqa: ANN201
 def ping_router(table: sa.Table) -> APIRouter:
     router = APIRouter(prefix="/system", tags=["system"])
 
-    from shared.auth.dependencies import public
+    from shared.auth.dependencies import require
+    from shared.auth.principal import Role
 
     @router.get("/pings/{event_id}", summary="Whether this service has received a system.ping event",
-                dependencies=[public("operational: proves the event path; reveals only ping messages")])
+                dependencies=[require("system.ping.read", roles={Role.ORG_ADMIN})])
     async def get_ping(event_id: str, request: Request) -> dict:
         ctx = request.app.state.ctx
         async with ctx.session_factory() as session:

@@ -3,6 +3,7 @@ the event path working, and Ctrl-C leaving nothing behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -69,7 +70,7 @@ def test_quorum_up_from_a_clean_data_dir_serves_all_three_and_stops_cleanly() ->
                PYTHONPATH=str(ROOT))
     stdout, stderr = data_dir / "stdout.log", data_dir / "stderr.log"
     with stdout.open("wb") as out, stderr.open("wb") as err:
-        proc = subprocess.Popen([*_quorum_command(), "up", "--no-demo", "--host", "127.0.0.1", "--port", str(port)],
+        proc = subprocess.Popen([*_quorum_command(), "up", "--host", "127.0.0.1", "--port", str(port)],
                                 cwd=data_dir, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -98,6 +99,29 @@ def test_quorum_up_from_a_clean_data_dir_serves_all_three_and_stops_cleanly() ->
             assert servers["redis"], "an embedded Redis runs in the data dir"
             assert (data_dir / "blobs").is_dir(), "blobs default to a local directory under the data dir"
 
+            # the demo seeds itself over HTTP once ready; its admin's password is only in a 0600 file
+            deadline = time.monotonic() + 120
+            while "Demo is ready" not in stdout.read_text(errors="replace"):
+                assert time.monotonic() < deadline, f"demo never seeded:\n{_tail(stdout)}\n{_tail(stderr)}"
+                time.sleep(0.1)
+            credentials_file = data_dir / "demo-credentials.json"
+            assert credentials_file.stat().st_mode & 0o077 == 0, "demo credentials must be private"
+            credentials = json.loads(credentials_file.read_text())
+            assert credentials["password"] not in stdout.read_text() + stderr.read_text(errors="replace")
+            login = client.post("/api/v1/auth/login", json={"email": credentials["email"],
+                                                            "password": credentials["password"]})
+            assert login.status_code == 200, login.text
+            client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+            projects = client.get("/api/v1/projects").json()["items"]
+            assert len(projects) == 1
+            tasks = client.get(f"/api/v1/projects/{projects[0]['id']}/tasks").json()["items"]
+            assert len(tasks) == 8
+            texts = [client.get(f"/api/v1/tasks/{t['id']}").json()["data"]["text"] for t in tasks]
+            for secret in ("4111 1111 1111 1111", "Maria Gonzalez", "j.smith@example.com", "536-22-1947"):
+                assert not any(secret in text for text in texts), f"{secret!r} reached an annotator"
+
+            assert client.post("/api/v1/system/pings", json={"message": "x"},
+                               headers={"Authorization": ""}).status_code == 401
             event_id = client.post("/api/v1/system/pings", json={"message": "from quorum up"}).json()["event_id"]
             deadline = time.monotonic() + 30
             for prefix in (PREFIXES["worker"], PREFIXES["consensus"]):

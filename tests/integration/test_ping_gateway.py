@@ -35,7 +35,15 @@ async def serving(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_ping_reaches_worker_and_consensus_exactly_once(settings: Settings) -> None:
-    async with serving(create_gateway(settings)) as client:
+    from services.api.identity.deps import identity_of
+    from tests.support.identity import bearer, fast_settings, login, make_org, make_user
+
+    gateway = create_gateway(fast_settings(settings))
+    async with serving(gateway) as client:
+        identity = identity_of(gateway.apps["api"].state.ctx)
+        org_id, _ = await make_org(identity)
+        admin = await login(client, await make_user(identity, org_id, ["org_admin"]))
+        client.headers.update(bearer(admin.access_token))
         for prefix, service in (("/api/v1", "api"), ("/api/v1/distribution", "worker"),
                                 ("/api/v1/consensus", "consensus")):
             health = await client.get(f"{prefix}/healthz")

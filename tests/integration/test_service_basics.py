@@ -69,12 +69,23 @@ async def test_problem_json_for_unknown_route_and_request_id(service: str, setti
 
 
 async def test_malformed_body_is_problem_json_naming_the_field(settings) -> None:  # noqa: ANN001
-    async with running(create_app("api", settings)) as client:
+    from services.api.identity.deps import identity_of
+    from tests.support.identity import bearer, fast_settings, login, make_org, make_user
+
+    app = create_app("api", fast_settings(settings))
+    async with running(app) as client:
+        identity = identity_of(app.state.ctx)
+        org_id, _ = await make_org(identity)
+        admin = await login(client, await make_user(identity, org_id, ["org_admin"]))
+        auth = bearer(admin.access_token)
+        anonymous = await client.post("/api/v1/system/pings", json={"message": "hi"})
+        assert anonymous.status_code == 401
+        assert anonymous.headers["content-type"] == "application/problem+json"
         response = await client.post("/api/v1/system/pings", content=b"{not json",
-                                      headers={"content-type": "application/json"})
+                                     headers={"content-type": "application/json", **auth})
         assert response.status_code == 422
         assert response.headers["content-type"] == "application/problem+json"
-        wrong_type = await client.post("/api/v1/system/pings", json={"message": 12345})
+        wrong_type = await client.post("/api/v1/system/pings", json={"message": 12345}, headers=auth)
         assert wrong_type.status_code == 422
         body = wrong_type.json()
         assert body["errors"][0]["pointer"] == "/body/message"

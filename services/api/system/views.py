@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, Field
 
 from services.api.events import publish_event
-from shared.auth.dependencies import public
+from shared.auth.dependencies import require
+from shared.auth.principal import Role
 from shared.events.catalog import SystemPing
 
 router = APIRouter(prefix="/system", tags=["system"])
@@ -22,7 +23,7 @@ class PingAccepted(BaseModel):
 
 @router.post("/pings", status_code=status.HTTP_202_ACCEPTED, response_model=PingAccepted,
              summary="Publish a system.ping event that every other service records (proves the event path)",
-             dependencies=[public("operational: event-path probe (no data; lead may restrict to admins)")])
+             dependencies=[require("system.ping", roles={Role.ORG_ADMIN})])
 async def send_ping(body: PingRequest, request: Request) -> PingAccepted:
     ctx = request.app.state.ctx
     async with ctx.session_factory() as session, session.begin():
