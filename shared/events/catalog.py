@@ -26,6 +26,17 @@ class TaskCreated(Payload):
     schema_version: int = 1
 
 
+class TasksImported(Payload):
+    """One event per committed chunk of a bulk import (up to a few thousand tasks), instead of one per task."""
+
+    project_id: str
+    dataset_id: str | None = None
+    task_ids: list[str]
+    priority: int = 0
+    overlap: int = 1
+    schema_version: int = 1
+
+
 class TaskDeleted(Payload):
     task_id: str
     project_id: str
@@ -112,6 +123,7 @@ class AuditRecorded(Payload):
 EVENT_TYPES: dict[str, dict[int, type[Payload]]] = {
     "system.ping": {1: SystemPing},
     "task.created": {1: TaskCreated},
+    "tasks.imported": {1: TasksImported},
     "task.deleted": {1: TaskDeleted},
     "annotation.submitted": {1: AnnotationSubmitted},
     "review.submitted": {1: ReviewSubmitted},

@@ -550,8 +550,7 @@ async def _copy_tasks(ctx: Any, pg: Any, op: ImportOperation, project: Project, 
     stream = events_stream(ctx.settings.stream_prefix, "api")
     occurred = now.isoformat().replace("+00:00", "Z")
     project_id, org_id = str(project.id), str(project.org_id)
-    event_ids = bulk_event_ids(len(tasks))
-    for t, event_id in zip(tasks, event_ids, strict=True):
+    for t in tasks:
         scope = task_scope(t.task_id)
         key_id, kek_version, wrapped = t.key
         key_rows.append((key_id, scope, kek_version, wrapped, now))
@@ -564,13 +563,16 @@ async def _copy_tasks(ctx: Any, pg: Any, op: ImportOperation, project: Project, 
                           t.has_predictions, op.id, t.row, now))
         for p in t.pseudonyms:
             pseudonym_rows.append((project.id, p, t.task_id))
+    if tasks:
+        # One announcement per committed chunk: a bulk import of 100k tasks is 100 events, not 100k.
+        event_id = bulk_event_ids(1)[0]
         envelope = orjson.dumps({
-            "id": event_id, "type": "task.created", "version": 1, "occurred_at": occurred, "producer": "api",
+            "id": event_id, "type": "tasks.imported", "version": 1, "occurred_at": occurred, "producer": "api",
             "org_id": org_id, "project_id": project_id, "request_id": None,
-            "payload": {"task_id": str(t.task_id), "project_id": project_id, "dataset_id": str(op.id),
-                        "priority": 0, "overlap": project.overlap, "is_gold": False,
+            "payload": {"project_id": project_id, "dataset_id": str(op.id),
+                        "task_ids": [str(t.task_id) for t in tasks], "priority": 0, "overlap": project.overlap,
                         "schema_version": row_ctx.schema_version}}).decode()
-        outbox_rows.append((event_id, stream, "task.created", envelope))
+        outbox_rows.append((event_id, stream, "tasks.imported", envelope))
     await pg.copy_records_to_table("data_keys", schema_name=SCHEMA, records=key_rows,
                                    columns=["id", "scope", "kek_version", "wrapped", "created_at"])
     await pg.copy_records_to_table("tasks", schema_name=SCHEMA, records=task_rows, columns=[

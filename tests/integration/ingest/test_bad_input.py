@@ -16,7 +16,7 @@ from tests.integration.ingest.conftest import IngestEnv
 
 
 async def _counts(ingest: IngestEnv, project_id: str) -> tuple[int, int, int]:
-    """(tasks, live data keys of those tasks, task.created events) for the project."""
+    """(tasks, live data keys of those tasks, tasks announced in tasks.imported events) for the project."""
     async with ingest.ctx.session_factory() as session:
         tasks = (await session.execute(sa.select(sa.func.count()).select_from(Task)
                                        .where(Task.project_id == uuid.UUID(project_id)))).scalar_one()
@@ -24,7 +24,8 @@ async def _counts(ingest: IngestEnv, project_id: str) -> tuple[int, int, int]:
             "SELECT count(*) FROM quorum_api.data_keys k JOIN quorum_api.tasks t ON t.key_id = k.id "
             "WHERE t.project_id = :p AND k.destroyed_at IS NULL"), {"p": project_id})).scalar_one()
         events = (await session.execute(sa.text(
-            "SELECT count(*) FROM quorum_api.outbox WHERE type = 'task.created' "
+            "SELECT coalesce(sum(jsonb_array_length(envelope::jsonb -> 'payload' -> 'task_ids')), 0) "
+            "FROM quorum_api.outbox WHERE type = 'tasks.imported' "
             "AND (envelope::jsonb -> 'payload' ->> 'project_id') = :p"), {"p": project_id})).scalar_one()
     return tasks, keys, events
 

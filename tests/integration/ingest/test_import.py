@@ -91,9 +91,11 @@ async def test_pii_never_reaches_an_annotator_and_only_ciphertext_is_stored(inge
             sa.text("SELECT t::text FROM quorum_api.tasks t WHERE project_id = :p"), {"p": pid})).scalars())
         for needle in ["Customer", "Baker", "maria"]:
             assert needle not in dump
-        events = (await session.execute(sa.select(outbox.c.envelope).where(outbox.c.type == "task.created")))
+        events = (await session.execute(sa.select(outbox.c.envelope).where(outbox.c.type == "tasks.imported")))
         created = [json.loads(e)["payload"] for e in events.scalars()]
-        assert sum(1 for p in created if p["project_id"] == pid) == 31
+        announced = [t for p in created if p["project_id"] == pid for t in p["task_ids"]]
+        assert len(announced) == len(set(announced)) == 31
+        assert {t["id"] for t in tasks} <= set(announced)
         reads = (await session.execute(sa.select(outbox.c.envelope).where(outbox.c.type == "audit.recorded")))
         actions = [json.loads(e)["payload"] for e in reads.scalars()]
         read_ids = {a["resource_id"] for a in actions if a["action"] == "task.read"}
@@ -293,7 +295,8 @@ async def test_concurrent_imports_of_the_same_file_create_each_task_once(ingest:
 
     async def events() -> int:
         async with ingest.ctx.session_factory() as session:
-            rows = (await session.execute(sa.select(outbox.c.envelope).where(outbox.c.type == "task.created")))
-            return sum(1 for e in rows.scalars() if json.loads(e)["payload"]["project_id"] == pid)
+            rows = (await session.execute(sa.select(outbox.c.envelope).where(outbox.c.type == "tasks.imported")))
+            return sum(len(p["task_ids"]) for e in rows.scalars()
+                       if (p := json.loads(e)["payload"])["project_id"] == pid)
 
-    assert await wait_until(lambda: events()) == 120  # one task.created per task, never per duplicate
+    assert await wait_until(lambda: events()) == 120  # every task announced once, never a duplicate
