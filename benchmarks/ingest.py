@@ -34,6 +34,9 @@ sys.path.insert(0, str(ROOT))
 BENCH = ROOT / ".bench"
 LS_VENV = BENCH / "labelstudio-venv"
 LS_VERSION = "1.23.2"
+# Status polling while an import runs. Every GET costs the api a sign-in check and a few queries on the
+# same 2 cores; the CLI polls every 0.5 s. 0.2 s bounds the timing error at 0.2 s (<1% of a 100k run).
+POLL_SECONDS = 0.2
 PY = sys.executable
 
 import httpx  # noqa: E402
@@ -202,7 +205,7 @@ def run_quorum(path: Path, n: int, args: argparse.Namespace) -> list[dict]:
                         status = client.get(f"/api/v1/imports/{op_id}").json()
                         if status["status"] in ("succeeded", "failed"):
                             break
-                        time.sleep(0.05)
+                        time.sleep(POLL_SECONDS)
                     elapsed = time.perf_counter() - started
                 created = status["counts"]["created"]
                 if status["status"] != "succeeded" or created != n:

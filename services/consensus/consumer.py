@@ -13,8 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import ValidationError
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.events.consumer import StreamConsumer
@@ -29,6 +29,10 @@ class BatchingConsumer(StreamConsumer):
     def __init__(self, *, batch_handlers: dict[str, BatchHandler], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.batch_handlers = batch_handlers
+        # one statement whatever the batch size (a multi-row VALUES compiles anew for every row count)
+        self._claim = sa.text(f"""
+            INSERT INTO {self.inbox.schema}.{self.inbox.name} (consumer_group, event_id)
+            SELECT :group, unnest(CAST(:ids AS text[])) ON CONFLICT DO NOTHING RETURNING event_id""")
 
     async def read_once(self, block_ms: int | None = None) -> int:
         response = await self.redis.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
@@ -69,9 +73,7 @@ class BatchingConsumer(StreamConsumer):
         try:
             async with self.session_factory() as session, session.begin():
                 ids = list(dict.fromkeys(e.id for _, _, e in run))
-                inserted = await session.execute(
-                    pg_insert(self.inbox).values([{"consumer_group": self.group, "event_id": i} for i in ids])
-                    .on_conflict_do_nothing().returning(self.inbox.c.event_id))
+                inserted = await session.execute(self._claim, {"group": self.group, "ids": ids})
                 fresh = set(inserted.scalars().all())
                 todo, seen = [], set()
                 for _, _, e in run:

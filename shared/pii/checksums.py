@@ -17,7 +17,14 @@ IBAN_LENGTHS: dict[str, int] = {
 NIF_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
 
 
+# Luhn on ASCII digits without a Python-level loop: the doubled digits' digit sums by translation.
+_LUHN_DOUBLE = bytes.maketrans(b"0123456789", b"0246813579")
+
+
 def luhn_ok(digits: str) -> bool:
+    if digits.isascii() and digits.isdigit():
+        rev = digits.encode()[::-1]
+        return (sum(rev[0::2]) + sum(rev[1::2].translate(_LUHN_DOUBLE)) - 48 * len(rev)) % 10 == 0
     total = 0
     for i, ch in enumerate(reversed(digits)):
         d = ord(ch) - 48
@@ -60,11 +67,18 @@ def card_groups_ok(raw: str) -> bool:
     return all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4
 
 
+# Letters as their base-36 values ("A" -> "10" ... "Z" -> "35"), digits unchanged: the IBAN mod-97 number.
+_BASE36 = str.maketrans({c: str(int(c, 36)) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"})
+
+
 def iban_ok(compact: str) -> bool:
     if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact.isalnum():
         return False
     rearranged = compact[4:] + compact[:4]
-    num = "".join(str(int(c, 36)) for c in rearranged)
+    if rearranged.isascii():
+        num = rearranged.translate(_BASE36)
+    else:  # other Unicode letters/digits: the general (slow) path gives the same answer as before
+        num = "".join(str(int(c, 36)) for c in rearranged)
     return int(num) % 97 == 1
 
 

@@ -60,6 +60,9 @@ def _cue(text: str, start: int, cues: tuple[str, ...]) -> bool:
     return False
 
 
+_SINGLE_SKIP = frozenset((_W, _INITIAL, _TITLE, _P))
+
+
 @runtime_checkable
 class NameRecognizer(Protocol):
     """Anything that finds person names: returns half-open character ranges in `text`."""
@@ -123,13 +126,20 @@ class GazetteerNameRecognizer:
 
     def find_names(self, text: str) -> list[tuple[int, int]]:
         found: list[tuple[int, int]] = []
+        cache = self._cache
         for m in _CAP_RUN.finditer(text):
             seg = m.group()
             start = m.start()
             if " " not in seg:
-                cls = self._cls(seg)
-                if cls not in (_W, _INITIAL, _TITLE, _P):
-                    self._run_names(text, [(start, m.end(), cls)], found)
+                cls = cache.get(seg)
+                if cls is None:
+                    cls = self._cls(seg)
+                if cls in _SINGLE_SKIP:
+                    continue
+                # `_run_names` on a one-token run, inlined (most runs are one capitalised word):
+                # a first name is a name; anything else needs a cue.
+                if cls == _F or _cue(text, start, _STRONG_CUES) or (cls in (_L, _FA) and _cue(text, start, _WEAK_CUES)):
+                    found.append((start, m.end()))
                 continue
             run: list[tuple[int, int, int]] = []
             pos = start
@@ -179,7 +189,11 @@ class GazetteerNameRecognizer:
     @staticmethod
     def _is_name(text: str, start: int, classes: list[int]) -> bool:
         first = classes[0]
-        nxt = next((c for c in classes[1:] if c != _INITIAL), None)
+        nxt = None
+        for c in classes[1:]:
+            if c != _INITIAL:
+                nxt = c
+                break
         if first == _F and nxt in (None, _L, _LA, _U, _F, _FA, _P):
             return True
         if first == _FA and nxt in (_L, _U, _F):

@@ -18,6 +18,19 @@ from shared.pii.checksums import IBAN_LENGTHS, card_groups_ok, card_prefix_ok, e
 from shared.pii.entities import EntityType, Span
 
 E = EntityType
+# Enum members as module constants: `EntityType.X` is a slow class-attribute lookup in the hot loops.
+T_CREDIT_CARD = E.CREDIT_CARD
+T_DATE_OF_BIRTH = E.DATE_OF_BIRTH
+T_EMAIL = E.EMAIL
+T_ES_NIF = E.ES_NIF
+T_IBAN = E.IBAN
+T_IP_ADDRESS = E.IP_ADDRESS
+T_MAC_ADDRESS = E.MAC_ADDRESS
+T_PHONE = E.PHONE
+T_STREET_ADDRESS = E.STREET_ADDRESS
+T_UK_NINO = E.UK_NINO
+T_URL_CREDENTIALS = E.URL_CREDENTIALS
+T_US_SSN = E.US_SSN
 
 # Starts with a plain character class (not an optional "+"/"("), which lets `re` skip ahead quickly.
 _RUN = re.compile(r"[\d+(][\d()/:-]*(?:[ .](?=[\d(])[\d()/:-]*)*")
@@ -37,9 +50,21 @@ _NOT_PHONE_BEFORE = P._NOT_PHONE_BEFORE
 _DOB_WORDS = ("born", "dob", "d.o.b", "date of birth", "birth", "b. d")
 
 
+# Every match of _NOT_PHONE_BEFORE contains one of these words; an ASCII window holding none of them
+# cannot match, which spares the (case-insensitive, many-alternative) search in most windows.
+_NOT_PHONE_WORDS = ("tracking", "order", "invoice", "ref", "isbn", "sku", "serial", "s/n", "case", "ticket",
+                    "account", "acct", "part", "batch", "lot")
+
+
 def _not_phone_before(text: str, p: int) -> bool:
     """Reference numbers written like phone numbers: 'tracking 0784 1336 3514', 'order no. 020 ...'."""
-    return _NOT_PHONE_BEFORE.search(text, max(0, p - 28), p) is not None
+    lo = max(0, p - 28)
+    window = text[lo:p]
+    if window.isascii():
+        low = window.lower()
+        if not any(w in low for w in _NOT_PHONE_WORDS):
+            return False
+    return _NOT_PHONE_BEFORE.search(text, lo, p) is not None
 
 
 def _iban_at(text: str, start: int, out: list[Span]) -> int:
@@ -50,18 +75,19 @@ def _iban_at(text: str, start: int, out: list[Span]) -> int:
     want = IBAN_LENGTHS.get(raw[:2])
     if want is None:
         return -1
-    count = 0
-    for i, ch in enumerate(raw):
-        if ch != " ":
-            count += 1
-            if count == want:
-                end = start + i + 1
-                if end < len(text) and text[end].isalnum():
-                    return -1
-                if iban_ok(raw[:i + 1].replace(" ", "")):
-                    out.append(Span(start, end, E.IBAN))
-                    return end
-                return -1
+    if len(raw) - raw.count(" ") < want:
+        return -1
+    i = want - 1  # becomes the index in raw of the want-th non-space character
+    sp = raw.find(" ")
+    while 0 <= sp <= i:
+        i += 1
+        sp = raw.find(" ", sp + 1)
+    end = start + i + 1
+    if end < len(text) and text[end].isalnum():
+        return -1
+    if iban_ok(raw[:i + 1].replace(" ", "")):
+        out.append(Span(start, end, T_IBAN))
+        return end
     return -1
 
 
@@ -70,37 +96,37 @@ def _at(text: str, p: int, e: int, active: frozenset[EntityType], out: list[Span
     c = text[p]
     n = e - p
     if c == "+" or c == "(":
-        if E.PHONE in active:
+        if T_PHONE in active:
             m = P._PHONE.match(text, p)
             if m and 8 <= sum(ch.isdigit() for ch in m.group()) <= 15:
-                out.append(Span(p, m.end(), E.PHONE))
+                out.append(Span(p, m.end(), T_PHONE))
                 return m.end()
         return -1
     # Letter-prefixed identifiers whose digits start this run: IBAN, NINO, NIE.
     if p >= 1 and text[p - 1].isupper():
         if p >= 2 and text[p - 2].isupper() and (p == 2 or not text[p - 3].isalnum()):
-            if E.IBAN in active:
+            if T_IBAN in active:
                 end = _iban_at(text, p - 2, out)
                 if end > 0:
                     return end
-            if E.UK_NINO in active:
+            if T_UK_NINO in active:
                 m = P._NINO.match(text, p - 2)
                 if m:
-                    out.append(Span(p - 2, m.end(), E.UK_NINO))
+                    out.append(Span(p - 2, m.end(), T_UK_NINO))
                     return m.end()
-        if E.ES_NIF in active and text[p - 1] in "XYZ" and (p == 1 or not text[p - 2].isalnum()):
+        if T_ES_NIF in active and text[p - 1] in "XYZ" and (p == 1 or not text[p - 2].isalnum()):
             m = P._NIF.match(text, p - 1)
             if m and es_nif_ok(m.group(1), m.group(2)):
-                out.append(Span(p - 1, m.end(), E.ES_NIF))
+                out.append(Span(p - 1, m.end(), T_ES_NIF))
                 return m.end()
         return -1
-    if (E.UK_NINO in active and p >= 3 and text[p - 1] == " " and text[p - 2].isupper()
+    if (T_UK_NINO in active and p >= 3 and text[p - 1] == " " and text[p - 2].isupper()
             and text[p - 3].isupper() and (p == 3 or not text[p - 4].isalnum())):
         m = P._NINO.match(text, p - 3)
         if m:
-            out.append(Span(p - 3, m.end(), E.UK_NINO))
+            out.append(Span(p - 3, m.end(), T_UK_NINO))
             return m.end()
-    if n >= 13 and E.CREDIT_CARD in active:
+    if n >= 13 and T_CREDIT_CARD in active:
         m = P._CARD.match(text, p)
         if m:
             raw = m.group()
@@ -108,53 +134,53 @@ def _at(text: str, p: int, e: int, active: frozenset[EntityType], out: list[Span
             if (len({ch for ch in raw if not ch.isdigit()}) <= 1 and card_groups_ok(raw) and card_prefix_ok(digits)
                     and luhn_ok(digits) and len(set(digits)) > 1 and not P.inside_iban_like(text, p)
                     and not _not_phone_before(text, p)):
-                out.append(Span(p, m.end(), E.CREDIT_CARD))
+                out.append(Span(p, m.end(), T_CREDIT_CARD))
                 return m.end()
-    if n >= 11 and E.US_SSN in active and text[p + 3] in "- .":
+    if n >= 11 and T_US_SSN in active and text[p + 3] in "- .":
         m = P._SSN.match(text, p)
         if m:
             if m.group().replace(m.group(1), "") not in P._SSN_ADVERTISED:
-                out.append(Span(p, m.end(), E.US_SSN))
+                out.append(Span(p, m.end(), T_US_SSN))
             return m.end()
-    if n >= 7 and E.IP_ADDRESS in active and "." in text[p + 1:p + 4]:
+    if n >= 7 and T_IP_ADDRESS in active and "." in text[p + 1:p + 4]:
         m = P._IPV4.match(text, p)
         if m:
             if not P._VERSION_BEFORE.search(text, max(0, p - 12), p):
-                out.append(Span(p, m.end(), E.IP_ADDRESS))
+                out.append(Span(p, m.end(), T_IP_ADDRESS))
             return m.end()
-    if n == 8 and E.ES_NIF in active and e < len(text) and (text[e].isupper() or text[e] == "-"):
+    if n == 8 and T_ES_NIF in active and e < len(text) and (text[e].isupper() or text[e] == "-"):
         m = P._NIF.match(text, p)
         if m and es_nif_ok(m.group(1), m.group(2)):
-            out.append(Span(p, m.end(), E.ES_NIF))
+            out.append(Span(p, m.end(), T_ES_NIF))
             return m.end()
-    if n >= 7 and E.PHONE in active:
+    if n >= 7 and T_PHONE in active:
         m = P._PHONE.match(text, p)
         if m and 8 <= sum(ch.isdigit() for ch in m.group()) <= 15 and not _not_phone_before(text, p):
-            out.append(Span(p, m.end(), E.PHONE))
+            out.append(Span(p, m.end(), T_PHONE))
             return m.end()
     if 9 <= n <= 13 and text[p:e].isdigit():
-        if n == 9 and E.US_SSN in active and _SSN_CONTEXT_BEFORE.search(text, max(0, p - 30), p):
+        if n == 9 and T_US_SSN in active and _SSN_CONTEXT_BEFORE.search(text, max(0, p - 30), p):
             d = text[p:e]
             if d[:3] not in ("000", "666") and d[0] != "9" and d[3:5] != "00" and d[5:] != "0000":
-                out.append(Span(p, e, E.US_SSN))
+                out.append(Span(p, e, T_US_SSN))
                 return e
-        if n >= 10 and E.PHONE in active and _PHONE_CONTEXT_BEFORE.search(text, max(0, p - 40), p):
-            out.append(Span(p, e, E.PHONE))
+        if n >= 10 and T_PHONE in active and _PHONE_CONTEXT_BEFORE.search(text, max(0, p - 40), p):
+            out.append(Span(p, e, T_PHONE))
             return e
-    if n <= 11 and E.STREET_ADDRESS in active:
+    if n <= 11 and T_STREET_ADDRESS in active:
         if e < len(text) - 4 and (text[e] == " " or text[e].isalpha() or text[e] == ","):
             m = P._STREET.match(text, p)
             if m is None and text.startswith(_EU_PREFIXES, e):
                 m = P._STREET_EU.match(text, p)
             if m:
-                out.append(Span(p, m.end(), E.STREET_ADDRESS))
+                out.append(Span(p, m.end(), T_STREET_ADDRESS))
                 return m.end()
         if n <= 4 and p >= 4 and text[p - 1] == " ":
             w = text.rfind(" ", max(0, p - 40), p - 1) + 1
             if text[w:p - 1].lower().endswith(_EU_SUFFIXES):
                 m = P._STREET_EU.match(text, w)
                 if m and m.end() > p:
-                    out.append(Span(w, m.end(), E.STREET_ADDRESS))
+                    out.append(Span(w, m.end(), T_STREET_ADDRESS))
                     return m.end()
     return -1
 
@@ -186,8 +212,8 @@ def _scan_runs(text: str, active: frozenset[EntityType], out: list[Span]) -> Non
 
 def _scan_colons(text: str, active: frozenset[EntityType], out: list[Span]) -> None:
     """MAC addresses (aa:bb:.. / aa-bb-..) and IPv6 addresses, reached from their separators."""
-    want_mac = E.MAC_ADDRESS in active
-    want_ip6 = E.IP_ADDRESS in active
+    want_mac = T_MAC_ADDRESS in active
+    want_ip6 = T_IP_ADDRESS in active
     n = len(text)
     for sep in (":", "-") if want_mac else (":",):
         done = -1
@@ -198,7 +224,7 @@ def _scan_colons(text: str, active: frozenset[EntityType], out: list[Span]) -> N
                         and text[i + 1] in _HEX):
                     m = P._MAC.match(text, i - 2)
                     if m:
-                        out.append(Span(i - 2, m.end(), E.MAC_ADDRESS))
+                        out.append(Span(i - 2, m.end(), T_MAC_ADDRESS))
                         done = m.end()
                         i = text.find(sep, done)
                         continue
@@ -215,7 +241,7 @@ def _scan_colons(text: str, active: frozenset[EntityType], out: list[Span]) -> N
                             except ValueError:
                                 pass
                             else:
-                                out.append(Span(j, m.end(), E.IP_ADDRESS))
+                                out.append(Span(j, m.end(), T_IP_ADDRESS))
                         done = m.end()
                         i = text.find(sep, done)
                         continue
@@ -224,7 +250,7 @@ def _scan_colons(text: str, active: frozenset[EntityType], out: list[Span]) -> N
 
 def _scan_markers(text: str, active: frozenset[EntityType], out: list[Span]) -> None:
     n = len(text)
-    if E.EMAIL in active:
+    if T_EMAIL in active:
         i = text.find("@")
         last = -1
         while i > 0:
@@ -236,10 +262,10 @@ def _scan_markers(text: str, active: frozenset[EntityType], out: list[Span]) -> 
             if j < i and j >= last:
                 m = P._EMAIL.match(text, j)
                 if m:
-                    out.append(Span(j, m.end(), E.EMAIL))
+                    out.append(Span(j, m.end(), T_EMAIL))
                     last = m.end()
             i = text.find("@", i + 1)
-    if E.URL_CREDENTIALS in active:
+    if T_URL_CREDENTIALS in active:
         i = text.find("://")
         while i > 0:
             j = i
@@ -247,10 +273,10 @@ def _scan_markers(text: str, active: frozenset[EntityType], out: list[Span]) -> 
                 j -= 1
             m = P._URL_CREDENTIALS.match(text, j)
             if m:
-                out.append(Span(m.start(1), m.end(1), E.URL_CREDENTIALS))
+                out.append(Span(m.start(1), m.end(1), T_URL_CREDENTIALS))
             i = text.find("://", i + 3)
     low = text.lower()
-    if E.DATE_OF_BIRTH in active:
+    if T_DATE_OF_BIRTH in active:
         for word in _DOB_WORDS:
             i = low.find(word)
             while i >= 0:
@@ -258,13 +284,13 @@ def _scan_markers(text: str, active: frozenset[EntityType], out: list[Span]) -> 
                 if m:
                     d = P._DATE.search(text, m.end(), m.end() + 48)
                     if d:
-                        out.append(Span(d.start(), d.end(), E.DATE_OF_BIRTH))
+                        out.append(Span(d.start(), d.end(), T_DATE_OF_BIRTH))
                 i = low.find(word, i + len(word))
 
 
 def scan(text: str, active: frozenset[EntityType], out: list[Span]) -> None:
     """Append every pattern-entity finding for the active entity types (overlaps not yet resolved)."""
     _scan_runs(text, active, out)
-    if E.MAC_ADDRESS in active or E.IP_ADDRESS in active:
+    if T_MAC_ADDRESS in active or T_IP_ADDRESS in active:
         _scan_colons(text, active, out)
     _scan_markers(text, active, out)

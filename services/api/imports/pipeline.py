@@ -26,6 +26,8 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from shared.crypto.datakeys import _wrap_aad
+
 MAX_ROW_BYTES = 1024 * 1024
 MAX_ERRORS_PER_ROW = 10
 NONCE_BYTES = 12
@@ -77,22 +79,62 @@ class RowError:
 @dataclass
 class PreparedTask:
     row: int
-    task_id: uuid.UUID
+    task_id: str  # canonical UUID text (COPYs straight into a uuid column; the key scope is built from it)
     content_hash: bytes
     key: tuple[str, int, bytes]  # key_id, kek_version, wrapped
     data_enc: bytes
     original_key: tuple[str, int, bytes] | None
     original_enc: bytes | None
-    pii_counts: dict[str, int]
+    pii_counts: str  # JSON object text, entity type -> count
     pseudonyms: list[str]
     has_predictions: bool
 
 
 @dataclass
 class ChunkResult:
-    tasks: list[PreparedTask] = field(default_factory=list)
+    """A chunk's tasks as columns of plain values (one list per field): a few list pickles per chunk
+    instead of one object per task on the way back from the worker."""
+
+    rows: list[int] = field(default_factory=list)
+    task_ids: list[str] = field(default_factory=list)
+    content_hashes: list[bytes] = field(default_factory=list)
+    key_ids: list[str] = field(default_factory=list)
+    kek_versions: list[int] = field(default_factory=list)
+    wrapped_keys: list[bytes] = field(default_factory=list)
+    data_enc: list[bytes] = field(default_factory=list)
+    original_keys: list[tuple[str, int, bytes] | None] = field(default_factory=list)
+    original_enc: list[bytes | None] = field(default_factory=list)
+    pii_counts: list[str] = field(default_factory=list)
+    pseudonyms: list[list[str]] = field(default_factory=list)
+    has_predictions: list[bool] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     invalid_rows: int = 0
+
+    def add(self, task: PreparedTask) -> None:
+        self.rows.append(task.row)
+        self.task_ids.append(task.task_id)
+        self.content_hashes.append(task.content_hash)
+        key_id, kek_version, wrapped = task.key
+        self.key_ids.append(key_id)
+        self.kek_versions.append(kek_version)
+        self.wrapped_keys.append(wrapped)
+        self.data_enc.append(task.data_enc)
+        self.original_keys.append(task.original_key)
+        self.original_enc.append(task.original_enc)
+        self.pii_counts.append(task.pii_counts)
+        self.pseudonyms.append(task.pseudonyms)
+        self.has_predictions.append(task.has_predictions)
+
+    def __len__(self) -> int:
+        return len(self.task_ids)
+
+    @property
+    def tasks(self) -> list[PreparedTask]:
+        """Row-wise view (tests, debugging); the commit path uses the columns."""
+        return [PreparedTask(*values) for values in zip(
+            self.rows, self.task_ids, self.content_hashes, zip(self.key_ids, self.kek_versions, self.wrapped_keys),
+            self.data_enc, self.original_keys, self.original_enc, self.pii_counts, self.pseudonyms,
+            self.has_predictions, strict=True)]
 
 
 # -- worker-process caches ---------------------------------------------------------------------------
@@ -156,12 +198,45 @@ def warm_up(server_pid: int | None = None) -> None:
 
 # -- the chunk entry point ---------------------------------------------------------------------------
 
+# Per task: task id 16 + data key id 16 + data key 32 + wrap nonce 12 + payload nonce 12 bytes of randomness.
+_RANDOM_PER_TASK = 16 + 16 + 32 + 12 + 12
+
+
+@dataclass
+class _ChunkState:
+    """What every row of a chunk shares, computed once per chunk."""
+
+    ctx: RowContext
+    redactor: Any
+    wrap_aead: AESGCM
+    controls: dict[str, Any]
+    skip_redaction: frozenset[str]
+    actions: dict[Any, tuple[bool, str, str, str]] | None
+    random: bytes
+    offset: int = 0
+
+    def take(self, n: int) -> bytes:
+        """`n` fresh random bytes from the chunk's draw (one os.urandom call per chunk, not five per task)."""
+        if self.offset + n > len(self.random):
+            self.random = os.urandom(max(n, len(self.random)))
+            self.offset = 0
+        out = self.random[self.offset:self.offset + n]
+        self.offset += n
+        return out
+
+
 def prepare_chunk(ctx: RowContext, rows: list[tuple[int, Any]]) -> ChunkResult:
     """`rows`: (row number, raw) with raw = JSON bytes/str to parse, an already parsed value, or a
     `RowError` found while splitting the file."""
     result = ChunkResult()
     redactor = _redactor(ctx) if ctx.pii_enabled else None
-    wrap_aead = AESGCM(ctx.wrap_key)
+    schema = ctx.label_schema
+    state = _ChunkState(
+        ctx=ctx, redactor=redactor, wrap_aead=AESGCM(ctx.wrap_key),
+        controls={c["name"]: c for c in schema["controls"]},
+        skip_redaction=frozenset(f["name"] for f in schema["data"] if not f.get("redact", True)),
+        actions=_action_table(redactor) if redactor is not None else None,
+        random=os.urandom(_RANDOM_PER_TASK * max(1, len(rows))))
     for number, raw in rows:
         if isinstance(raw, RowError):
             result.errors.append(raw)
@@ -169,7 +244,7 @@ def prepare_chunk(ctx: RowContext, rows: list[tuple[int, Any]]) -> ChunkResult:
             continue
         errors: list[RowError] = []
         try:
-            task = _prepare_row(ctx, number, raw, redactor, wrap_aead, errors)
+            task = _prepare_row(state, number, raw, errors)
         except Exception as exc:  # a bug or a pathological value must cost one row, not the import
             errors = [RowError(number, None, f"row could not be processed ({type(exc).__name__})")]
             task = None
@@ -177,12 +252,12 @@ def prepare_chunk(ctx: RowContext, rows: list[tuple[int, Any]]) -> ChunkResult:
             result.errors.extend(errors[:MAX_ERRORS_PER_ROW])
             result.invalid_rows += 1
         else:
-            result.tasks.append(task)
+            result.add(task)
     return result
 
 
-def _prepare_row(ctx: RowContext, number: int, raw: Any, redactor: Any, wrap_aead: AESGCM,
-                 errors: list[RowError]) -> PreparedTask | None:
+def _prepare_row(state: _ChunkState, number: int, raw: Any, errors: list[RowError]) -> PreparedTask | None:
+    ctx = state.ctx
     obj = _parse(number, raw, errors)
     if obj is None:
         return None
@@ -191,7 +266,7 @@ def _prepare_row(ctx: RowContext, number: int, raw: Any, redactor: Any, wrap_aea
         return None
     schema = ctx.label_schema
     _validate_data(number, data, schema, ctx.from_csv, errors)
-    controls = {c["name"]: c for c in schema["controls"]}
+    controls = state.controls
     if predictions:
         _validate_predictions(number, predictions, controls, data, errors)
     if errors:
@@ -203,41 +278,44 @@ def _prepare_row(ctx: RowContext, number: int, raw: Any, redactor: Any, wrap_aea
     report: dict[str, Any] = {"counts": {}, "entities": []}
     pseudonyms: list[str] = []
     shown_data, shown_predictions = data, predictions
+    redactor = state.redactor
     if redactor is not None:
-        skip = {f["name"] for f in schema["data"] if not f.get("redact", True)}
+        skip = state.skip_redaction
         offset_maps: dict[str, list[tuple[int, int, int, int]]] = {}
         shown_data = {}
+        actions = state.actions
         for name, value in data.items():
             if name in skip:
                 shown_data[name] = value
             else:
-                shown_data[name] = _redact_value(redactor, value, name, report, pseudonyms, offset_maps)
+                shown_data[name] = _redact_value(redactor, value, name, report, pseudonyms, offset_maps, actions)
         if predictions:
             shown_predictions = _redact_predictions(redactor, predictions, controls, offset_maps, report,
-                                                    pseudonyms)
+                                                    pseudonyms, actions)
 
-    task_id = uuid.uuid4()
-    key_id, dek, kek_version, wrapped = _new_key(ctx, wrap_aead)
+    fresh = state.take(_RANDOM_PER_TASK)
+    task_id = uuid.UUID(bytes=fresh[:16], version=4)  # = uuid.uuid4(), from the chunk's random draw
+    key_id, dek, kek_version, wrapped = _new_key(ctx, state.wrap_aead, fresh[16:32], fresh[32:64], fresh[64:76])
     payload = orjson.dumps({"data": shown_data, "predictions": shown_predictions, "redaction": report})
-    data_enc = encrypt_task_payload(dek, task_id, payload, purpose="data")
+    data_enc = _encrypt(dek, task_id, payload, b"data", fresh[76:88])
     original_key = original_enc = None
     if ctx.keep_original and redactor is not None and report["entities"]:
-        okey_id, odek, okek, owrapped = _new_key(ctx, wrap_aead)
+        more = state.take(_RANDOM_PER_TASK)
+        okey_id, odek, okek, owrapped = _new_key(ctx, state.wrap_aead, more[16:32], more[32:64], more[64:76])
         original_key = (okey_id, okek, owrapped)
-        original_enc = encrypt_task_payload(odek, task_id, canonical, purpose="original")
-    return PreparedTask(number, task_id, content_hash, (key_id, kek_version, wrapped), data_enc, original_key,
-                        original_enc, report["counts"], sorted(set(pseudonyms)), bool(predictions))
+        original_enc = _encrypt(odek, task_id, canonical, b"original", more[76:88])
+    return PreparedTask(number, str(task_id), content_hash, (key_id, kek_version, wrapped), data_enc, original_key,
+                        original_enc, orjson.dumps(report["counts"]).decode(), sorted(set(pseudonyms)),
+                        bool(predictions))
 
 
 # -- encryption ----------------------------------------------------------------------------------------
 
-def _new_key(ctx: RowContext, wrap_aead: AESGCM) -> tuple[str, bytes, int, bytes]:
-    # Same layout and AAD as shared.crypto.datakeys.wrap_data_key, with the AESGCM object reused.
-    from shared.crypto.datakeys import _wrap_aad
-
-    key_id = "dk_" + os.urandom(16).hex()
-    dek = os.urandom(32)
-    nonce = os.urandom(12)
+def _new_key(ctx: RowContext, wrap_aead: AESGCM, id_random: bytes, dek: bytes, nonce: bytes
+             ) -> tuple[str, bytes, int, bytes]:
+    """A fresh data key (`dek`: 32 random bytes) wrapped under the active KEK, in the layout of
+    shared.crypto.datakeys.wrap_data_key (nonce ‖ AES-256-GCM(dek), AAD = version and key id)."""
+    key_id = "dk_" + id_random.hex()
     wrapped = nonce + wrap_aead.encrypt(nonce, dek, _wrap_aad(ctx.wrap_version, key_id))
     return key_id, dek, ctx.wrap_version, wrapped
 
@@ -246,9 +324,12 @@ def _aad(task_id: uuid.UUID, purpose: str) -> bytes:
     return b"quorum-task/1|" + purpose.encode() + b"|" + task_id.bytes
 
 
+def _encrypt(dek: bytes, task_id: uuid.UUID, payload: bytes, purpose: bytes, nonce: bytes) -> bytes:
+    return TASK_FORMAT + nonce + AESGCM(dek).encrypt(nonce, payload, b"quorum-task/1|" + purpose + b"|" + task_id.bytes)
+
+
 def encrypt_task_payload(dek: bytes, task_id: uuid.UUID, payload: bytes, *, purpose: str) -> bytes:
-    nonce = os.urandom(NONCE_BYTES)
-    return TASK_FORMAT + nonce + AESGCM(dek).encrypt(nonce, payload, _aad(task_id, purpose))
+    return _encrypt(dek, task_id, payload, purpose.encode(), os.urandom(NONCE_BYTES))
 
 
 def decrypt_task_payload(dek: bytes, task_id: uuid.UUID, blob: bytes, *, purpose: str) -> bytes:
@@ -462,50 +543,65 @@ def _num(v: Any) -> bool:
 
 # -- redaction --------------------------------------------------------------------------------------------
 
-def _redact_text(redactor: Any, text: str, path: str, report: dict, pseudonyms: list[str]
+def _action_table(redactor: Any) -> dict[Any, tuple[bool, str, str, str]]:
+    """Entity type -> (pseudonymise?, action name, type name, mask placeholder), per redactor policy."""
+    from shared.pii import Action, EntityType
+
+    table = {}
+    for entity in EntityType:
+        action = redactor.policy.action_for(entity)
+        table[entity] = (action is Action.PSEUDONYMISE, action.value, entity.value, f"[{entity.value}]")
+    return table
+
+
+def _redact_text(redactor: Any, text: str, path: str, report: dict, pseudonyms: list[str],
+                 actions: dict[Any, tuple[bool, str, str, str]] | None = None
                  ) -> tuple[str, list[tuple[int, int, int, int]]]:
     """Redacted text plus the map of replaced spans: (orig_start, orig_end, new_start, new_end)."""
-    from shared.pii import Action, pseudonym
-
     spans = redactor.find(text)
     if not spans:
         return text, []
-    policy = redactor.policy
+    if actions is None:
+        actions = _action_table(redactor)
+    from shared.pii import pseudonym
+
     parts: list[str] = []
     mapping: list[tuple[int, int, int, int]] = []
     pos = out = 0
     counts = report["counts"]
+    entities = report["entities"]
+    key = redactor._key
+    hex_chars = redactor.policy.pseudonym_hex_chars
     for sp in spans:
-        parts.append(text[pos:sp.start])
-        out += sp.start - pos
-        action = policy.action_for(sp.entity_type)
-        if action is Action.PSEUDONYMISE:
-            placeholder = pseudonym(sp.entity_type, text[sp.start:sp.end], redactor._key, policy.pseudonym_hex_chars)
+        start, end, entity = sp.start, sp.end, sp.entity_type
+        parts.append(text[pos:start])
+        out += start - pos
+        pseudonymise, action, type_name, placeholder = actions[entity]
+        if pseudonymise:
+            placeholder = pseudonym(entity, text[start:end], key, hex_chars)
             pseudonyms.append(placeholder)
-        else:
-            placeholder = f"[{sp.entity_type.value}]"
+        new_end = out + len(placeholder)
         parts.append(placeholder)
-        mapping.append((sp.start, sp.end, out, out + len(placeholder)))
-        report["entities"].append({"path": path, "start": out, "end": out + len(placeholder),
-                                   "entity_type": sp.entity_type.value, "action": action.value})
-        counts[sp.entity_type.value] = counts.get(sp.entity_type.value, 0) + 1
-        out += len(placeholder)
-        pos = sp.end
+        mapping.append((start, end, out, new_end))
+        entities.append({"path": path, "start": out, "end": new_end, "entity_type": type_name, "action": action})
+        counts[type_name] = counts.get(type_name, 0) + 1
+        out = new_end
+        pos = end
     parts.append(text[pos:])
     return "".join(parts), mapping
 
 
 def _redact_value(redactor: Any, value: Any, path: str, report: dict, pseudonyms: list[str],
-                  offset_maps: dict[str, list]) -> Any:
+                  offset_maps: dict[str, list], actions: dict | None = None) -> Any:
     if isinstance(value, str):
-        text, mapping = _redact_text(redactor, value, path, report, pseudonyms)
+        text, mapping = _redact_text(redactor, value, path, report, pseudonyms, actions)
         offset_maps[path] = mapping
         return text
     if isinstance(value, dict):
-        return {k: _redact_value(redactor, v, f"{path}.{k}", report, pseudonyms, offset_maps)
+        return {k: _redact_value(redactor, v, f"{path}.{k}", report, pseudonyms, offset_maps, actions)
                 for k, v in value.items()}
     if isinstance(value, list):
-        return [_redact_value(redactor, v, f"{path}[{i}]", report, pseudonyms, offset_maps)
+        return [_redact_value(redactor, v, f"{path}[{i}]", report, pseudonyms, offset_maps, actions)
                 for i, v in enumerate(value)]
     return value
 
@@ -524,7 +620,7 @@ def remap_offset(mapping: list[tuple[int, int, int, int]], offset: int, *, is_en
 
 
 def _redact_predictions(redactor: Any, predictions: list, controls: dict, offset_maps: dict, report: dict,
-                        pseudonyms: list[str]) -> list:
+                        pseudonyms: list[str], actions: dict | None = None) -> list:
     out = []
     for i, pred in enumerate(predictions):
         pred = dict(pred)
@@ -541,7 +637,7 @@ def _redact_predictions(redactor: Any, predictions: list, controls: dict, offset
                 value.pop("text", None)  # the original substring may be PII; re-derive from the redacted text
             elif control["type"] == "text":  # free text (transcriptions) is the only prediction text
                 path = f"predictions[{i}].result[{j}].value.text"
-                value["text"] = _redact_value(redactor, value["text"], path, report, pseudonyms, {})
+                value["text"] = _redact_value(redactor, value["text"], path, report, pseudonyms, {}, actions)
             item["value"] = value
             regions.append(item)
         pred["result"] = regions

@@ -24,10 +24,10 @@ import os
 import time
 import uuid
 import zlib
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -420,51 +420,71 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
     max_inflight = settings.import_max_inflight_chunks or worker_count(settings) + 1
     spool = _Spool(ctx.extras["blob_store"], op.spool_key)
     resume_after = op.rows_committed
-    inflight: deque[tuple[int, asyncio.Future]] = deque()
     state = {"stored_errors": await _stored_errors(ctx, op.id)}
 
     timings = {"workers": 0.0, "commit": 0.0}
     began = time.perf_counter()
+    # Reading/splitting (this task), redaction + encryption (the pool) and committing (the committer task)
+    # overlap: while a chunk is COPYed, the file keeps being split and the workers stay fed. The queue
+    # bounds the chunks in flight (memory); chunks are committed strictly in file order (checkpoint).
+    pending: asyncio.Queue[tuple[int, int, asyncio.Future] | None] = asyncio.Queue(maxsize=max(1, max_inflight - 1))
 
-    async def drain(until: int) -> None:
-        while len(inflight) > until:
-            last_row, future = inflight.popleft()
+    async def committer() -> None:
+        while (item := await pending.get()) is not None:
+            last_row, bytes_read, future = item
             t0 = time.perf_counter()
             result: ChunkResult = await future
             t1 = time.perf_counter()
-            await _commit_chunk(ctx, op, project, row_ctx, result, last_row, spool.read, state)
+            await _commit_chunk(ctx, op, project, row_ctx, result, last_row, bytes_read, state)
             timings["workers"] += t1 - t0
             timings["commit"] += time.perf_counter() - t1
+
+    commit_task = asyncio.create_task(committer(), name=f"import-commit-{op.id}")
+
+    async def hand_over(item: tuple[int, int, asyncio.Future] | None) -> None:
+        put = asyncio.ensure_future(pending.put(item))
+        await asyncio.wait({put, commit_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():  # the committer failed: stop reading, surface its error
+            put.cancel()
+            await commit_task
+            raise RuntimeError("import committer stopped")
+
+    def submit(batch: list[tuple[int, Any]]) -> asyncio.Future:
+        return loop.run_in_executor(pool, prepare_chunk, row_ctx, batch)
 
     batch: list[tuple[int, Any]] = []
     batch_chars = 0
     file_error: FileError | None = None
     last_row = resume_after
     try:
-        async for number, raw in iter_rows(spool.chunks(), op.format, op.encoding):
-            last_row = number
-            if number <= resume_after:
-                continue
-            batch.append((number, raw))
-            batch_chars += len(raw) if isinstance(raw, bytes | str) else 256
-            if len(batch) >= chunk_rows or batch_chars >= MAX_ROW_CHARS_IN_FLIGHT:
-                inflight.append((number, loop.run_in_executor(pool, prepare_chunk, row_ctx, batch)))
-                batch, batch_chars = [], 0
-                await drain(max_inflight - 1)
-    except FileError as exc:
-        file_error = exc
-    if file_error is not None:
-        row = max(file_error.row, last_row + (0 if batch else 1), 1)
-        batch.append((row, RowError(row, None, file_error.message)))
-    if batch:
-        inflight.append((batch[-1][0], loop.run_in_executor(pool, prepare_chunk, row_ctx, batch)))
-    await drain(0)
+        try:
+            async for number, raw in iter_rows(spool.chunks(), op.format, op.encoding):
+                last_row = number
+                if number <= resume_after:
+                    continue
+                batch.append((number, raw))
+                batch_chars += len(raw) if isinstance(raw, bytes | str) else 256
+                if len(batch) >= chunk_rows or batch_chars >= MAX_ROW_CHARS_IN_FLIGHT:
+                    await hand_over((number, spool.read, submit(batch)))
+                    batch, batch_chars = [], 0
+        except FileError as exc:
+            file_error = exc
+        if file_error is not None:
+            row = max(file_error.row, last_row + (0 if batch else 1), 1)
+            batch.append((row, RowError(row, None, file_error.message)))
+        if batch:
+            await hand_over((batch[-1][0], spool.read, submit(batch)))
+        await hand_over(None)
+        await commit_task
+    finally:
+        if not commit_task.done():
+            commit_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await commit_task
     total = time.perf_counter() - began
     log.info("import processed", extra={"operation_id": str(op.id), "seconds": round(total, 3),
                                         "waiting_for_workers": round(timings["workers"], 3),
-                                        "committing": round(timings["commit"], 3),
-                                        "reading_and_splitting": round(total - timings["workers"]
-                                                                       - timings["commit"], 3)})
+                                        "committing": round(timings["commit"], 3)})
     await _finish(ctx, op, "failed" if file_error else "succeeded",
                   error=f"row {file_error.row}: {file_error.message}" if file_error else None)
 
@@ -490,22 +510,24 @@ async def _commit_chunk(ctx: Any, op: ImportOperation, project: Project, row_ctx
         conn = await (await session.connection()).get_raw_connection()
         pg = conn.driver_connection
         assert pg.is_in_transaction()
-        tasks = result.tasks
         duplicates = 0
-        if tasks:
+        fresh: list[int] | None = None  # indexes of the chunk's tasks to insert; None = all of them
+        if len(result):
+            hashes = result.content_hashes
             existing = {r[0] for r in await pg.fetch(
                 f"SELECT content_hash FROM {SCHEMA}.tasks WHERE project_id = $1 AND content_hash = ANY($2::bytea[])",
-                project.id, [t.content_hash for t in tasks])}
-            fresh = []
-            for task in tasks:
-                if task.content_hash in existing:
-                    duplicates += 1
-                else:
-                    existing.add(task.content_hash)
-                    fresh.append(task)
-            tasks = fresh
-        if tasks:
-            await _copy_tasks(ctx, pg, op, project, row_ctx, tasks)
+                project.id, hashes)}
+            if existing or len(set(hashes)) != len(hashes):
+                fresh = []
+                for i, content_hash in enumerate(hashes):
+                    if content_hash in existing:
+                        duplicates += 1
+                    else:
+                        existing.add(content_hash)
+                        fresh.append(i)
+        created = len(result) if fresh is None else len(fresh)
+        if created:
+            await _copy_tasks(ctx, pg, op, project, row_ctx, result, fresh)
         errors = result.errors
         room = max(0, ctx.settings.import_max_stored_errors - state["stored_errors"])
         if errors and room:
@@ -524,7 +546,7 @@ async def _commit_chunk(ctx: Any, op: ImportOperation, project: Project, row_ctx
             "duplicate_count = duplicate_count + $4, invalid_count = invalid_count + $5, "
             "bytes_processed = GREATEST(bytes_processed, $6), "
             f"lease_until = now() + interval '{int(ctx.settings.import_lease_seconds)} seconds' WHERE id = $1",
-            op.id, last_row, len(tasks), duplicates, result.invalid_rows, bytes_read)
+            op.id, last_row, created, duplicates, result.invalid_rows, bytes_read)
 
 
 _B32_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
@@ -541,46 +563,55 @@ def bulk_event_ids(count: int) -> list[str]:
 
 
 async def _copy_tasks(ctx: Any, pg: Any, op: ImportOperation, project: Project, row_ctx: RowContext,
-                      tasks: list) -> None:
+                      result: ChunkResult, fresh: list[int] | None) -> None:
+    """COPY the chunk's tasks (all, or the `fresh` indexes), their data keys, pseudonyms and one event."""
     now = datetime.now(UTC)
-    key_rows = []
-    task_rows = []
-    pseudonym_rows = []
-    outbox_rows = []
+
+    def column(values: list) -> list:
+        return values if fresh is None else [values[i] for i in fresh]
+
+    task_ids = column(result.task_ids)
+    key_ids = column(result.key_ids)
+    original_keys = column(result.original_keys)
+    scopes = [task_scope(t) for t in task_ids]
+    key_rows: list[tuple] = list(zip(key_ids, scopes, column(result.kek_versions), column(result.wrapped_keys),
+                                     repeat(now)))
+    if any(k is not None for k in original_keys):
+        key_rows.extend((k[0], scope, k[1], k[2], now) for k, scope in zip(original_keys, scopes) if k is not None)
+    n = len(task_ids)
+    task_rows = zip(task_ids, repeat(project.id, n), repeat(project.org_id), repeat(row_ctx.schema_version),
+                    column(result.content_hashes), key_ids, column(result.data_enc),
+                    [k[0] if k is not None else None for k in original_keys], column(result.original_enc),
+                    column(result.pii_counts), column(result.has_predictions), repeat(op.id), column(result.rows),
+                    repeat(now))
+    pseudonym_tasks: list[str] = []
+    pseudonym_values: list[str] = []
+    for task_id, names in zip(task_ids, column(result.pseudonyms)):
+        for name in names:
+            pseudonym_tasks.append(task_id)
+            pseudonym_values.append(name)
     stream = events_stream(ctx.settings.stream_prefix, "api")
     occurred = now.isoformat().replace("+00:00", "Z")
     project_id, org_id = str(project.id), str(project.org_id)
-    for t in tasks:
-        scope = task_scope(t.task_id)
-        key_id, kek_version, wrapped = t.key
-        key_rows.append((key_id, scope, kek_version, wrapped, now))
-        okey_id = None
-        if t.original_key is not None:
-            okey_id, okek, owrapped = t.original_key
-            key_rows.append((okey_id, scope, okek, owrapped, now))
-        task_rows.append((t.task_id, project.id, project.org_id, row_ctx.schema_version, t.content_hash, key_id,
-                          t.data_enc, okey_id, t.original_enc, orjson.dumps(t.pii_counts).decode(),
-                          t.has_predictions, op.id, t.row, now))
-        for p in t.pseudonyms:
-            pseudonym_rows.append((project.id, p, t.task_id))
-    if tasks:
-        # One announcement per committed chunk: a bulk import of 100k tasks is 100 events, not 100k.
-        event_id = bulk_event_ids(1)[0]
-        envelope = orjson.dumps({
-            "id": event_id, "type": "tasks.imported", "version": 1, "occurred_at": occurred, "producer": "api",
-            "org_id": org_id, "project_id": project_id, "request_id": None,
-            "payload": {"project_id": project_id, "dataset_id": str(op.id),
-                        "task_ids": [str(t.task_id) for t in tasks], "priority": 0, "overlap": project.overlap,
-                        "schema_version": row_ctx.schema_version}}).decode()
-        outbox_rows.append((event_id, stream, "tasks.imported", envelope))
+    # One announcement per committed chunk: a bulk import of 100k tasks is 100 events, not 100k.
+    event_id = bulk_event_ids(1)[0]
+    envelope = orjson.dumps({
+        "id": event_id, "type": "tasks.imported", "version": 1, "occurred_at": occurred, "producer": "api",
+        "org_id": org_id, "project_id": project_id, "request_id": None,
+        "payload": {"project_id": project_id, "dataset_id": str(op.id), "task_ids": task_ids, "priority": 0,
+                    "overlap": project.overlap, "schema_version": row_ctx.schema_version}}).decode()
+    outbox_rows = [(event_id, stream, "tasks.imported", envelope)]
     await pg.copy_records_to_table("data_keys", schema_name=SCHEMA, records=key_rows,
                                    columns=["id", "scope", "kek_version", "wrapped", "created_at"])
     await pg.copy_records_to_table("tasks", schema_name=SCHEMA, records=task_rows, columns=[
         "id", "project_id", "org_id", "schema_version", "content_hash", "key_id", "data_enc", "original_key_id",
         "original_enc", "pii_counts", "has_predictions", "import_id", "row_number", "created_at"])
-    if pseudonym_rows:
-        await pg.executemany(f"INSERT INTO {SCHEMA}.task_pseudonyms (project_id, pseudonym, task_id) "
-                             "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", pseudonym_rows)
+    if pseudonym_values:
+        # One statement for the chunk's pseudonyms (a pseudonym already recorded for the task is skipped).
+        await pg.execute(
+            f"INSERT INTO {SCHEMA}.task_pseudonyms (project_id, pseudonym, task_id) "
+            "SELECT $1::uuid, p, t FROM unnest($2::varchar[], $3::uuid[]) AS u(p, t) ON CONFLICT DO NOTHING",
+            project.id, pseudonym_values, pseudonym_tasks)
     await pg.copy_records_to_table("outbox", schema_name=SCHEMA, records=outbox_rows,
                                    columns=["event_id", "stream", "type", "envelope"])
     await pg.execute("SELECT pg_notify($1, '')", notify_channel(ctx.outbox))

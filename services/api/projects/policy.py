@@ -1,4 +1,4 @@
-"""ProjectPolicy: who may see, manage, review or annotate a project. Other domains reuse these predicates.
+"""Project policy: who may see, manage, review or annotate a project. Other domains reuse these predicates.
 
 Keep additions small and additive. The caller's organisation for data is `principal.data_org_id` (a vendor
 worker's is the granting data owner's); `load_project` scopes the query by it, so another organisation's
@@ -106,46 +106,6 @@ def can_read_original(p: Principal, project: Project) -> bool:
 
 def can_create(p: Principal, org_id: str | uuid.UUID) -> bool:
     return p.kind == "user" and str(org_id) == p.org_id and p.has_role(*ORG_WIDE)
-
-
-class ProjectPolicy:
-    """The predicates above as awaitables, for services that `await ProjectPolicy.can_x(principal, project)`."""
-
-    @staticmethod
-    async def can_see(p: Principal, project: Project) -> bool:
-        return can_view(p, project)
-
-    @staticmethod
-    async def can_view(p: Principal, project: Project) -> bool:
-        return can_view(p, project)
-
-    @staticmethod
-    async def can_create(p: Principal, org_id: str | uuid.UUID) -> bool:
-        return can_create(p, org_id)
-
-    @staticmethod
-    async def can_manage(p: Principal, project: Project) -> bool:
-        return can_manage(p, project)
-
-    @staticmethod
-    async def can_review(p: Principal, project: Project) -> bool:
-        return can_review(p, project)
-
-    @staticmethod
-    async def can_annotate(p: Principal, project: Project) -> bool:
-        return can_annotate(p, project)
-
-    @staticmethod
-    async def can_read_tasks(p: Principal, project: Project) -> bool:
-        return can_read_tasks(p, project)
-
-    @staticmethod
-    async def can_read_original(p: Principal, project: Project) -> bool:
-        return can_read_original(p, project)
-
-    @staticmethod
-    async def can_read_media(p: Principal, project: Project) -> bool:
-        return can_read_media(p, project)
 
 
 async def authorize(allowed: bool, p: Principal, project: Project, action: str) -> None:

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.consensus.labels.service import NewLabel, TaskKey, lock_tasks, set_gold, store_labels, store_review
+from services.consensus.labels.service import NewLabel, TaskKey, lock_tasks, set_gold, store_review
 from services.consensus.projects.service import ProjectConfig, learn_from_event, load_configs, save_config
-from services.consensus.results import compute
+from services.consensus.results import batch, compute
 from services.consensus.results.service import recompute_and_publish
 from shared.events.catalog import AnnotationSubmitted, GoldLabelSet, ReviewSubmitted
 from shared.events.envelope import Envelope
@@ -35,7 +35,7 @@ async def handle_annotations(session: AsyncSession, envelopes: Sequence[Envelope
 
     Labels whose type this service cannot aggregate, or whose value is outside the control's schema, are
     ignored with a log (the api rejects them upstream; one arriving here is a schema change in flight).
-    Returns how many labels were new.
+    Three statements whatever the batch size (`results.batch`); returns how many labels were new.
     """
     parsed: list[tuple[Envelope, AnnotationSubmitted]] = []
     for env in envelopes:
@@ -45,7 +45,11 @@ async def handle_annotations(session: AsyncSession, envelopes: Sequence[Envelope
             log.warning("ignoring malformed annotation.submitted %s: %s", env.id, exc.errors()[:3])
     if not parsed:
         return 0
-    configs = await _configs_for(session, {uuid.UUID(p.project_id) for _, p in parsed})
+    # Every task named in the batch is locked, valid label or not: the config is needed to tell, and it comes
+    # with the locks in one round trip.
+    project_ids = {uuid.UUID(p.project_id) for _, p in parsed}
+    configs = await batch.lock_and_load_configs(
+        session, (TaskKey(uuid.UUID(p.project_id), p.task_id, p.control) for _, p in parsed), project_ids)
     dirty: dict[uuid.UUID, ProjectConfig] = {}
     new: list[NewLabel] = []
     for env, p in parsed:
@@ -73,11 +77,11 @@ async def handle_annotations(session: AsyncSession, envelopes: Sequence[Envelope
         await save_config(session, config)
     if not new:
         return 0
-    await lock_tasks(session, (n.key for n in new))
-    fresh = await store_labels(session, new)
-    if fresh:
-        await recompute_and_publish(session, {n.key for n in fresh}, configs, stream=stream)
-    return len(fresh)
+    loaded = await batch.store_and_load_evidence(session, new)
+    if loaded.fresh:
+        items = batch.compute_results(configs, loaded.fresh, loaded.evidence, loaded.models)
+        await batch.write_and_announce(session, items, configs, stream=stream, superseded=loaded.superseded)
+    return loaded.n_new
 
 
 async def handle_review(session: AsyncSession, env: Envelope, *, stream: str) -> None:
