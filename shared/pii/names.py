@@ -61,6 +61,7 @@ def _cue(text: str, start: int, cues: tuple[str, ...]) -> bool:
 
 
 _SINGLE_SKIP = frozenset((_W, _INITIAL, _TITLE, _P))
+_NOTHING_TO_FIND = frozenset((_W, _INITIAL, _P))  # a run of only these holds no name (no title either)
 
 
 @runtime_checkable
@@ -103,6 +104,7 @@ class GazetteerNameRecognizer:
     def __init__(self) -> None:
         self._lex = _lexicon()
         self._cache: dict[str, int] = {}
+        self._segments: dict[str, list[list[tuple[int, int, int]]]] = {}
 
     def _classify(self, word: str) -> int:
         if len(word) == 2 and word[1] == ".":
@@ -127,6 +129,7 @@ class GazetteerNameRecognizer:
     def find_names(self, text: str) -> list[tuple[int, int]]:
         found: list[tuple[int, int]] = []
         cache = self._cache
+        segments = self._segments
         for m in _CAP_RUN.finditer(text):
             seg = m.group()
             start = m.start()
@@ -141,22 +144,38 @@ class GazetteerNameRecognizer:
                 if cls == _F or _cue(text, start, _STRONG_CUES) or (cls in (_L, _FA) and _cue(text, start, _WEAK_CUES)):
                     found.append((start, m.end()))
                 continue
-            run: list[tuple[int, int, int]] = []
-            pos = start
-            for word in seg.split(" "):
-                end = pos + len(word)
-                if word.endswith(".") and len(word) > 2:
-                    cls = self._cls(word[:-1])
-                    run.append((pos, end - 1, cls))
-                    if cls != _TITLE:  # sentence end: "... Smith. The ..."
-                        self._run_names(text, run, found)
-                        run = []
-                else:
-                    run.append((pos, end, self._cls(word)))
-                pos = end + 1
-            if run:
-                self._run_names(text, run, found)
+            runs = segments.get(seg)
+            if runs is None:
+                runs = self._segment_runs(seg)
+            for run in runs:
+                self._run_names(text, [(start + a, start + b, cls) for a, b, cls in run], found)
         return found
+
+    def _segment_runs(self, seg: str) -> list[list[tuple[int, int, int]]]:
+        """A multi-word run split at sentence ends into classified tokens, offsets relative to the run.
+        Cached (the same capitalised phrases recur); runs of only common words/initials/places are dropped,
+        as `_run_names` finds nothing in them."""
+        runs: list[list[tuple[int, int, int]]] = []
+        run: list[tuple[int, int, int]] = []
+        pos = 0
+        for word in seg.split(" "):
+            end = pos + len(word)
+            if word.endswith(".") and len(word) > 2:
+                cls = self._cls(word[:-1])
+                run.append((pos, end - 1, cls))
+                if cls != _TITLE:  # sentence end: "... Smith. The ..."
+                    runs.append(run)
+                    run = []
+            else:
+                run.append((pos, end, self._cls(word)))
+            pos = end + 1
+        if run:
+            runs.append(run)
+        runs = [r for r in runs if any(cls not in _NOTHING_TO_FIND for _, _, cls in r)]
+        if len(self._segments) > 50_000:
+            self._segments.clear()
+        self._segments[seg] = runs
+        return runs
 
     def _run_names(self, text: str, run: list[tuple[int, int, int]], found: list[tuple[int, int]]) -> None:
         i, n = 0, len(run)

@@ -6,8 +6,9 @@ blob store under `imports/<project>/<operation>`; only then is the operation row
 
 Process: an asyncio task in the receiving replica claims the operation with a lease in PostgreSQL and works
 through the spooled file: split rows (main process) → validate/hash/redact/encrypt (process pool) → one
-transaction per chunk that COPYs data keys, tasks, pseudonyms and `task.created` outbox rows and advances
-the operation's checkpoint (`rows_committed`). If the replica dies, its lease lapses and any replica's
+transaction per chunk that COPYs data keys and tasks, inserts pseudonyms, writes one `tasks.imported` outbox
+row and advances the operation's checkpoint (`rows_committed`). The three stages overlap: a committer task
+commits chunks in file order while the reader keeps splitting and the workers keep redacting. If the replica dies, its lease lapses and any replica's
 resumer claims the operation and continues after the checkpoint; content hashes make a replayed row a
 duplicate, never a second task.
 """

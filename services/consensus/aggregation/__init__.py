@@ -3,13 +3,14 @@
 Categorical methods (this package's modules except `other_types`): every method takes an `AnswerMatrix` and
 returns an `AggregationResult` (per-task posterior, label, confidence, n_labels; per-worker confusion, skill,
 spammer score and adversarial flag). `METHODS` maps the names a project can choose to the functions;
-`DEFAULT_METHOD` is the regularised Dawid-Skene with fixed hyper-parameters.
+`DEFAULT_METHOD` is the correlated-worker Dawid-Skene (task subtypes) with fixed hyper-parameters.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from .correlated import correlated_dawid_skene
 from .dawid_skene import bayesian_dawid_skene, dawid_skene, one_coin_dawid_skene
 from .glad import glad
 from .incremental import UNREACHABLE, TaskPosteriorModel, labels_needed
@@ -26,8 +27,9 @@ METHODS: dict[str, Callable[..., AggregationResult]] = {
     "glad": glad,
     "mace": mace,
     "bayesian_dawid_skene": bayesian_dawid_skene,
+    "correlated_dawid_skene": correlated_dawid_skene,
 }
-DEFAULT_METHOD = "bayesian_dawid_skene"
+DEFAULT_METHOD = "correlated_dawid_skene"
 
 
 def aggregate(data: AnswerMatrix, method: str = DEFAULT_METHOD, **options) -> AggregationResult:
@@ -40,7 +42,8 @@ def aggregate(data: AnswerMatrix, method: str = DEFAULT_METHOD, **options) -> Ag
 
 __all__ = [
     "AggregationResult", "AnswerMatrix", "DEFAULT_METHOD", "InvalidAnswers", "METHODS", "TaskPosteriorModel",
-    "UNREACHABLE", "WorkerQuality", "aggregate", "bayesian_dawid_skene", "dawid_skene", "glad",
+    "UNREACHABLE", "WorkerQuality", "aggregate", "bayesian_dawid_skene", "correlated_dawid_skene", "dawid_skene",
+    "glad",
     "labels_needed", "mace", "majority_vote", "one_coin_dawid_skene", "spammer_score",
     "weighted_majority_vote",
 ]

@@ -54,6 +54,9 @@ _LOCK_AND_CONFIGS = sa.text(f"""
     SELECT p.* FROM locked LEFT JOIN {SCHEMA}.projects AS p ON p.project_id = ANY(CAST(:projects AS uuid[]))""")
 
 # kind | project_id | task_id | control | who | value | num | extra | score | at
+# Every table is reached through LATERAL lookups on its index (OFFSET 0 keeps the planner from flattening
+# them): it guesses 100 rows for a recordset and would otherwise hash-join against whole tables. The labels'
+# ORDER BY makes the task index win even before the table has statistics.
 _STORE_AND_LOAD = sa.text(f"""
     WITH new AS (
         SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(annotation_id text, project_id uuid,
@@ -64,43 +67,54 @@ _STORE_AND_LOAD = sa.text(f"""
         SELECT annotation_id, project_id, task_id, control, annotator_id, label_type, value, submitted_at FROM new
         ON CONFLICT (annotation_id) DO NOTHING
         RETURNING id, annotation_id, project_id, task_id, control, annotator_id, value, submitted_at),
-    keys AS (SELECT DISTINCT project_id, task_id, control FROM new),
-    mv AS (
-        SELECT DISTINCT ON (m.project_id, m.control) m.project_id, m.control, m.version, m.method, m.classes,
-               m.log_class_prior, m.default_log_confusion, m.mean_accuracy
-        FROM {SCHEMA}.worker_models AS m
-        JOIN (SELECT DISTINCT project_id, control FROM new) AS k
-          ON m.project_id = k.project_id AND m.control = k.control
-        ORDER BY m.project_id, m.control, m.version DESC),
+    keys AS MATERIALIZED (SELECT DISTINCT project_id, task_id, control FROM new),
+    mv AS MATERIALIZED (
+        SELECT m.* FROM (SELECT DISTINCT project_id, control FROM new) AS k
+        CROSS JOIN LATERAL (
+            SELECT w.project_id, w.control, w.version, w.method, w.classes, w.log_class_prior,
+                   w.default_log_confusion, w.mean_accuracy
+            FROM {SCHEMA}.worker_models AS w WHERE w.project_id = k.project_id AND w.control = k.control
+            ORDER BY w.version DESC LIMIT 1) AS m),
     labelled AS (
         SELECT 'new' AS kind, id, project_id, task_id, control, annotator_id, value, submitted_at FROM ins
         UNION ALL
         SELECT 'label', l.id, l.project_id, l.task_id, l.control, l.annotator_id, l.value, l.submitted_at
-        FROM keys JOIN {SCHEMA}.labels AS l ON l.project_id = keys.project_id AND l.task_id = keys.task_id
-                                           AND l.control = keys.control AND NOT l.superseded)
+        FROM keys CROSS JOIN LATERAL (
+            SELECT * FROM {SCHEMA}.labels AS l WHERE l.project_id = keys.project_id AND l.task_id = keys.task_id
+                                                 AND l.control = keys.control AND NOT l.superseded
+            ORDER BY l.annotator_id OFFSET 0) AS l)
     SELECT x.kind, x.project_id, x.task_id, x.control, x.annotator_id AS who, x.value, x.id AS num,
            wp.log_confusion AS extra, wp.skill AS score, x.submitted_at AS at
     FROM labelled AS x
     LEFT JOIN mv ON mv.project_id = x.project_id AND mv.control = x.control
-    LEFT JOIN {SCHEMA}.worker_params AS wp ON wp.project_id = x.project_id AND wp.control = x.control
-                                         AND wp.model_version = mv.version AND wp.annotator_id = x.annotator_id
+    LEFT JOIN LATERAL (
+        SELECT wp.log_confusion, wp.skill FROM {SCHEMA}.worker_params AS wp
+        WHERE wp.project_id = x.project_id AND wp.control = x.control AND wp.model_version = mv.version
+          AND wp.annotator_id = x.annotator_id OFFSET 0) AS wp ON true
     UNION ALL
     SELECT 'gold', g.project_id, g.task_id, g.control, NULL, g.value, NULL, NULL, NULL, NULL
-    FROM keys JOIN {SCHEMA}.gold_labels AS g ON g.project_id = keys.project_id AND g.task_id = keys.task_id
-                                            AND g.control = keys.control
+    FROM keys CROSS JOIN LATERAL (
+        SELECT * FROM {SCHEMA}.gold_labels AS g WHERE g.project_id = keys.project_id AND g.task_id = keys.task_id
+                                                  AND g.control = keys.control OFFSET 0) AS g
     UNION ALL
-    SELECT 'review', r.project_id, r.task_id, l.control, r.verdict, l.value, NULL, r.corrected_value, NULL, NULL
-    FROM keys JOIN {SCHEMA}.reviews AS r ON r.project_id = keys.project_id AND r.task_id = keys.task_id
-    JOIN (SELECT annotation_id, control, value FROM {SCHEMA}.labels
-          UNION ALL SELECT annotation_id, control, value FROM ins) AS l
-      ON l.annotation_id = r.annotation_id AND l.control = keys.control
+    SELECT 'review', r.project_id, r.task_id, keys.control, r.verdict, l.value, NULL, r.corrected_value, NULL,
+           NULL
+    FROM keys CROSS JOIN LATERAL (
+        SELECT * FROM {SCHEMA}.reviews AS r WHERE r.project_id = keys.project_id AND r.task_id = keys.task_id
+        OFFSET 0) AS r
+    CROSS JOIN LATERAL (
+        SELECT l.value FROM {SCHEMA}.labels AS l WHERE l.annotation_id = r.annotation_id AND l.control = keys.control
+        UNION ALL
+        SELECT i.value FROM ins AS i WHERE i.annotation_id = r.annotation_id AND i.control = keys.control) AS l
     UNION ALL
     SELECT 'current', c.project_id, c.task_id, c.control, NULL, c.label, c.version,
            jsonb_build_object('confidence', c.confidence, 'n_labels', c.n_labels, 'status', c.status,
                               'labels_needed', c.labels_needed, 'model_version', c.model_version,
                               'low_confidence', c.low_confidence, 'method', c.method), NULL, NULL
-    FROM keys JOIN {SCHEMA}.consensus_results AS c ON c.project_id = keys.project_id
-                                                  AND c.task_id = keys.task_id AND c.control = keys.control
+    FROM keys CROSS JOIN LATERAL (
+        SELECT * FROM {SCHEMA}.consensus_results AS c
+        WHERE c.project_id = keys.project_id AND c.task_id = keys.task_id AND c.control = keys.control
+        OFFSET 0) AS c
     UNION ALL
     SELECT 'model', mv.project_id, NULL, mv.control, mv.method, mv.classes, mv.version,
            jsonb_build_object('log_class_prior', mv.log_class_prior,

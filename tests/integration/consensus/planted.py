@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.consensus.aggregation import DEFAULT_METHOD
 from shared.events.envelope import new_event
 
 CLASSES = ["a", "b"]
@@ -41,7 +42,7 @@ async def load(env) -> None:  # noqa: ANN001
     await env.publish(env.annotation(first[0], first[1], first[2], classes=CLASSES))
     await env.wait_published(task_id=first[0])
     response = await env.client.put(f"{env.base}/settings", headers=env.manager(), json={
-        "method": "bayesian_dawid_skene", "target_confidence": 0.8, "max_labels": 5,
+        "method": DEFAULT_METHOD, "target_confidence": 0.8, "max_labels": 5,
         "refit_after_labels": 1_000_000, "refit_interval_seconds": 86_400})
     assert response.status_code == 200, response.text
     await env.publish(*gold_events(env))
