@@ -1,6 +1,6 @@
 """Incremental consensus latency: annotation.submitted on the api stream -> consensus.updated on the consensus stream.
 
-    .venv/bin/python benchmarks/consensus_latency.py [--rate 500] [--seconds 20] [--annotators 30]
+    .venv/bin/python benchmarks/consensus_latency.py [--rate 500] [--seconds 20] [--annotators 30] [--timeline]
 
 Starts the consensus service as a real uvicorn subprocess (its own process, consumer, outbox relay and
 background refit loop) against PostgreSQL/Redis on 127.0.0.1 (or --database-url/--redis-url), in a
@@ -155,13 +155,17 @@ async def drive(args: argparse.Namespace, redis_url: str, prefix: str, project_i
     await reader_task
     await redis.aclose()
     latencies = [(received[k] - sent[k]) * 1000 for k in sent if k in received]
+    by_second: dict[int, list[float]] = {}
+    for k in sent:
+        if k in received:
+            by_second.setdefault(int(sent[k] - start), []).append((received[k] - sent[k]) * 1000)
     split = {"submit -> handler": [], "handler -> relay XADD": [], "relay XADD -> reader": []}
     for k, (built, relayed, read) in stages.items():
         split["submit -> handler"].append((built - sent_wall[k]) * 1000)
         split["handler -> relay XADD"].append((relayed - built) * 1000)
         split["relay XADD -> reader"].append((read - relayed) * 1000)
     return {"sent": len(sent), "answered": len(latencies), "elapsed": elapsed, "latencies": latencies,
-            "refit_events": refit_events, "split": split}
+            "refit_events": refit_events, "split": split, "by_second": by_second}
 
 
 
@@ -172,6 +176,7 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=30)
     parser.add_argument("--database-url", default=os.environ.get("QUORUM_BENCH_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("QUORUM_BENCH_REDIS_URL"))
+    parser.add_argument("--timeline", action="store_true", help="also print p50/p99 per second of the run")
     args = parser.parse_args()
 
     admin_url = args.database_url or ("postgresql://postgres@127.0.0.1:5432/postgres"
@@ -233,6 +238,10 @@ def main() -> None:
             if values:
                 print(f"  {name:24s} p50 {percentile(values, 50):7.1f}  p95 {percentile(values, 95):7.1f}  "
                       f"p99 {percentile(values, 99):7.1f}")
+        if args.timeline:
+            print("per second of the run (s: p50 / p99 ms):")
+            print("  " + "  ".join(f"{s}: {percentile(v, 50):.0f}/{percentile(v, 99):.0f}"
+                                   for s, v in sorted(result["by_second"].items())))
 
 
 async def _refits(database_url: str, project_id: str) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from fastapi import FastAPI
@@ -21,6 +22,18 @@ from shared.events.outbox import events_stream
 from shared.ping import ping_handler, ping_router
 
 ANNOTATION_SUBMITTED = "annotation.submitted"
+
+
+async def freeze_startup_heap(ctx) -> None:  # noqa: ANN001 - the spec's Hook signature
+    """Move what startup allocated (~200k objects: numpy, scipy, matplotlib, the app) out of the collector's
+    sight. A full collection over it takes ~100 ms, stalling every event in flight - the p99 of the
+    incremental update; afterwards a collection only scans what the service allocated since."""
+    gc.collect()
+    gc.freeze()
+
+
+async def unfreeze_heap(ctx) -> None:  # noqa: ANN001
+    gc.unfreeze()  # several apps in one process (tests): the next startup freezes again
 
 
 def build_spec(settings: Settings | None = None) -> ServiceSpec:
@@ -55,6 +68,8 @@ def build_spec(settings: Settings | None = None) -> ServiceSpec:
             "gold.set": on_gold,
         })],
         background=[refit_loop],
+        on_startup=[freeze_startup_heap],
+        on_shutdown=[unfreeze_heap],
     )
 
 

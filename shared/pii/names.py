@@ -172,7 +172,7 @@ class GazetteerNameRecognizer:
         if run:
             runs.append(run)
         runs = [r for r in runs if any(cls not in _NOTHING_TO_FIND for _, _, cls in r)]
-        if len(self._segments) > 50_000:
+        if len(self._segments) > 1024:  # small: one-off phrases (most names) must not pile up per worker
             self._segments.clear()
         self._segments[seg] = runs
         return runs

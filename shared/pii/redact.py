@@ -92,6 +92,7 @@ class Redactor:
         self._scan_patterns = bool(active - {EntityType.PERSON})
         self._names = (name_recognizer or default_name_recognizer()) if EntityType.PERSON in active else None
         self._actions = {e: self.policy.action_for(e) for e in EntityType}
+        self._masks = {e: f"[{e.value}]" for e in EntityType}
         self._hex = self.policy.pseudonym_hex_chars
 
     def find(self, text: str) -> list[Span]:
@@ -111,15 +112,16 @@ class Redactor:
         entities: list[RedactedEntity] = []
         pos = 0
         out_len = 0
+        actions, masks = self._actions, self._masks
         for sp in spans:
             chunk = text[pos:sp.start]
             parts.append(chunk)
             out_len += len(chunk)
-            action = self._actions[sp.entity_type]
+            action = actions[sp.entity_type]
             if action is Action.PSEUDONYMISE:
                 placeholder = pseudonym(sp.entity_type, text[sp.start:sp.end], self._key, self._hex)
             else:
-                placeholder = f"[{sp.entity_type.value}]"
+                placeholder = masks[sp.entity_type]
             parts.append(placeholder)
             entities.append(RedactedEntity(out_len, out_len + len(placeholder), sp.entity_type, placeholder, action))
             out_len += len(placeholder)

@@ -8,9 +8,9 @@ Process: an asyncio task in the receiving replica claims the operation with a le
 through the spooled file: split rows (main process) → validate/hash/redact/encrypt (process pool) → one
 transaction per chunk that COPYs data keys and tasks, inserts pseudonyms, writes one `tasks.imported` outbox
 row and advances the operation's checkpoint (`rows_committed`). The three stages overlap: a committer task
-commits chunks in file order while the reader keeps splitting and the workers keep redacting. If the replica dies, its lease lapses and any replica's
-resumer claims the operation and continues after the checkpoint; content hashes make a replayed row a
-duplicate, never a second task.
+commits chunks in file order while the reader keeps splitting and the workers keep redacting. If the
+replica dies, its lease lapses and any replica's resumer claims the operation and continues after the
+checkpoint; content hashes make a replayed row a duplicate, never a second task.
 """
 
 from __future__ import annotations
@@ -427,8 +427,9 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
     began = time.perf_counter()
     # Reading/splitting (this task), redaction + encryption (the pool) and committing (the committer task)
     # overlap: while a chunk is COPYed, the file keeps being split and the workers stay fed. The queue
-    # bounds the chunks in flight (memory); chunks are committed strictly in file order (checkpoint).
-    pending: asyncio.Queue[tuple[int, int, asyncio.Future] | None] = asyncio.Queue(maxsize=max(1, max_inflight - 1))
+    # bounds the chunks in flight (memory): one committing, the queued ones, one waiting to be queued — at
+    # most `max_inflight` (default: workers + 1). Chunks are committed strictly in file order (checkpoint).
+    pending: asyncio.Queue[tuple[int, int, asyncio.Future] | None] = asyncio.Queue(maxsize=max(1, max_inflight - 2))
 
     async def committer() -> None:
         while (item := await pending.get()) is not None:
