@@ -36,6 +36,7 @@ from services.api.tasks.models import Task, TaskPseudonym
 from shared.app import ServiceContext
 from shared.errors import BadRequest, NotFound
 from shared.events.catalog import TaskDeleted
+from services.api.ids import uuid_or_404 as _uuid
 
 TargetType = Literal["task", "dataset", "subject", "media"]
 BATCH = 500
@@ -233,10 +234,3 @@ async def erase_subject(ctx: ServiceContext, project: ProjectRef, *, pseudonym: 
     return await _finish(ctx, project, report, "subject", ref, actor, meta, blob_keys)
 
 
-def _uuid(value: uuid.UUID | str, what: str) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise NotFound(f"{what} {value} not found") from None

@@ -33,15 +33,11 @@ from services.api.projects.policy import can_manage, load_project
 from shared.auth.principal import Principal, Role
 from shared.auth.tokens import ACCESS_TYP
 from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
+from services.api.ids import uuid_or_404 as _uuid
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,98}[a-z0-9]$")
 
 
-def _uuid(value: Any, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise NotFound(f"no such {what}") from None
 
 
 # -- organisations --------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from shared.auth.principal import Principal
 from shared.crypto import DecryptionError, EncryptedBlobStore, KeyDestroyed
 from shared.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ProblemError, ServiceUnavailable
 from shared.storage import InvalidObjectKey, S3BlobStore, validate_prefix
+from services.api.ids import uuid_or_404 as _uuid
 
 log = logging.getLogger("quorum.api.media")
 MEDIA_PREFIX = "media"
@@ -90,13 +91,6 @@ async def get_project(session: AsyncSession, project_id: uuid.UUID | str) -> tup
     return ProjectRef(str(project.id), str(project.org_id)), project.secret_sealed
 
 
-def _uuid(value: uuid.UUID | str, what: str) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise NotFound(f"{what} {value} not found") from None
 
 
 async def authorize_project(ctx: ServiceContext, principal: Principal, project_id: str, check: Callable,

@@ -22,20 +22,16 @@ from services.api.projects.schemas import (
 from shared.auth.principal import Principal
 from shared.crypto import KeyRing
 from shared.errors import BadRequest, Forbidden, NotFound, Unprocessable
+from services.api.ids import uuid_or_404
 
 
-def _uuid(value: Any, what: str = "project") -> uuid.UUID:
-    try:
-        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-    except ValueError:
-        raise NotFound(f"no such {what}") from None
 
 
 async def get_project(session: AsyncSession, principal: Principal, project_id: Any, *,
                       for_update: bool = False) -> Project:
     """The project if the caller can see it; 404 otherwise (other organisations' projects do not exist)."""
-    stmt = sa.select(Project).where(Project.id == _uuid(project_id), Project.archived_at.is_(None),
-                                    Project.org_id == _uuid(principal.data_org_id, "project"))
+    stmt = sa.select(Project).where(Project.id == uuid_or_404(project_id, "project"), Project.archived_at.is_(None),
+                                    Project.org_id == uuid_or_404(principal.data_org_id, "project"))
     if for_update:
         stmt = stmt.with_for_update()
     project = (await session.execute(stmt)).scalar_one_or_none()
@@ -127,10 +123,10 @@ async def list_projects(session: AsyncSession, principal: Principal, *, limit: i
     stmt = (sa.select(Project, LabelSchemaVersion.label_schema)
             .join(LabelSchemaVersion, sa.and_(LabelSchemaVersion.project_id == Project.id,
                                               LabelSchemaVersion.version == Project.schema_version))
-            .where(Project.org_id == _uuid(principal.data_org_id, "organisation"), Project.archived_at.is_(None))
+            .where(Project.org_id == uuid_or_404(principal.data_org_id, "organisation"), Project.archived_at.is_(None))
             .order_by(Project.id).limit(limit + 1))
     if cursor:
-        stmt = stmt.where(Project.id > _uuid(cursor, "cursor"))
+        stmt = stmt.where(Project.id > uuid_or_404(cursor, "cursor"))
     items = []
     rows = (await session.execute(stmt)).all()
     for project, doc in rows[:limit]:
