@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlalchemy.dialects.postgresql  # noqa: F401
 from fastapi import APIRouter, Request
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.errors import NotFound
@@ -40,7 +40,7 @@ def ping_handler(table: sa.Table):  # noqa: ANN201
     async def record_ping(session: AsyncSession, envelope: Envelope) -> None:
         payload = envelope.typed_payload()
         # times_applied makes a double application visible; the inbox should keep it at 1.
-        stmt = sa.dialects.postgresql.insert(table).values(
+        stmt = pg_insert(table).values(
             event_id=envelope.id, message=payload.message, producer=envelope.producer,
             occurred_at=envelope.occurred_at)
         stmt = stmt.on_conflict_do_update(index_elements=[table.c.event_id],

@@ -338,6 +338,12 @@ class BatchReport:
         return sum(1 for i in self.items if i.error)
 
 
+def _record_stored(outcome: Any, result: Any) -> None:
+    outcome.media_id = str(result.media.id)
+    outcome.duplicate = not result.created
+    outcome.content_type = result.media.content_type
+
+
 def _problem_dict(exc: ProblemError) -> dict[str, Any]:
     return {"status": exc.status, "type": exc.type, "title": exc.title, "detail": exc.detail}
 
@@ -392,9 +398,7 @@ async def ingest_archive(ctx: ServiceContext, project: ProjectRef, sealed_secret
                 except ProblemError as exc:
                     outcome.error = _problem_dict(exc)
                     continue
-                outcome.media_id = str(result.media.id)
-                outcome.duplicate = not result.created
-                outcome.content_type = result.media.content_type
+                _record_stored(outcome, result)
         except DecompressionBomb:
             created = [uuid.UUID(i.media_id) for i in report.items if i.media_id and not i.duplicate]
             await delete_media_rows(ctx, created, actor=actor, meta=meta, reason="archive rejected")
@@ -476,9 +480,7 @@ async def import_from_bucket(ctx: ServiceContext, project: ProjectRef, sealed_se
             except ProblemError as exc:
                 outcome.error = _problem_dict(exc)
                 continue
-            outcome.media_id = str(result.media.id)
-            outcome.duplicate = not result.created
-            outcome.content_type = result.media.content_type
+            _record_stored(outcome, result)
     except Exception as exc:
         from shared.storage import StorageUnavailable
 
