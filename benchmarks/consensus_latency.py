@@ -209,7 +209,12 @@ def main() -> None:
                 raise SystemExit("consensus service did not become ready")
             time.sleep(0.2)
         time.sleep(1.0)  # let the consumer group exist before the first XADD (it reads from id 0 anyway)
+        backends = {p: cpu_seconds(p) for p in asyncio.run(_backend_pids(database_url))}
+        cpu_before = (cpu_seconds(server.pid), sum(backends.values()))
         result = asyncio.run(drive(args, redis_url, prefix, project_id, org_id))
+        # backends opened during the run count from zero (pools connect lazily)
+        cpu_after = (cpu_seconds(server.pid),
+                     sum(cpu_seconds(p) for p in set(asyncio.run(_backend_pids(database_url))) | set(backends)))
         refits = asyncio.run(_refits(database_url, project_id))
     finally:
         server.send_signal(signal.SIGINT)
@@ -228,6 +233,9 @@ def main() -> None:
     print(f"machine load average during the run (1/5/15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"answered {result['answered']}/{result['sent']}; background refits during the run: {refits['runs']} "
           f"(largest {refits['max_labels']} labels), refit re-announcements: {result['refit_events']}")
+    service_cpu, pg_cpu = (after - before for after, before in zip(cpu_after, cpu_before))
+    print(f"CPU per submit (load-independent): consensus process {service_cpu / result['sent'] * 1000:.2f} ms, "
+          f"its PostgreSQL backends {pg_cpu / result['sent'] * 1000:.2f} ms")
     if lat:
         p50, p95, p99, worst = (percentile(lat, q) for q in (50, 95, 99, 100))
         print(f"| rate | p50 ms | p95 ms | p99 ms | max ms | p99 vs 100 ms target |")
@@ -242,6 +250,28 @@ def main() -> None:
             print("per second of the run (s: p50 / p99 ms):")
             print("  " + "  ".join(f"{s}: {percentile(v, 50):.0f}/{percentile(v, 99):.0f}"
                                    for s, v in sorted(result["by_second"].items())))
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU of a live process (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _backend_pids(database_url: str) -> list[int]:
+    import asyncpg
+
+    from shared.db import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return [r[0] for r in await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+    finally:
+        await conn.close()
 
 
 async def _refits(database_url: str, project_id: str) -> dict:

@@ -78,35 +78,45 @@ def file_chunks(path: Path, size: int = 1024 * 1024):
 # -- memory sampling --------------------------------------------------------------------------------------
 
 class TreeMemory:
-    """Peak RSS of a process and all its descendants, sampled in a thread."""
+    """Peak memory of a process and all its descendants, sampled in a thread: RSS summed over the processes
+    (pages shared between them, such as libpython and numpy, counted once per process) and PSS (each shared
+    page split between the processes sharing it, so the sum is what the tree really occupies)."""
 
     def __init__(self, pid: int, interval: float = 0.05) -> None:
         self.root = psutil.Process(pid)
         self.interval = interval
         self.peak = 0
+        self.peak_pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def current(self) -> int:
-        total = 0
+    def current(self) -> tuple[int, int]:
+        rss = pss = 0
         try:
             procs = [self.root, *self.root.children(recursive=True)]
         except psutil.Error:
-            return 0
+            return 0, 0
         for proc in procs:
             try:
-                total += proc.memory_info().rss
+                info = proc.memory_full_info()
             except psutil.Error:
-                pass
-        return total
+                continue
+            rss += info.rss
+            pss += info.pss
+        return rss, pss
+
+    def _sample(self) -> None:
+        rss, pss = self.current()
+        self.peak = max(self.peak, rss)
+        self.peak_pss = max(self.peak_pss, pss)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.current())
+            self._sample()
             self._stop.wait(self.interval)
 
     def __enter__(self) -> TreeMemory:
-        self.peak = self.current()
+        self._sample()
         self._thread.start()
         return self
 
@@ -212,9 +222,10 @@ def run_quorum(path: Path, n: int, args: argparse.Namespace) -> list[dict]:
                     raise RuntimeError(f"{label}: import ended {status['status']} with {status['counts']} "
                                        f"(error: {status['error']}, first errors: {status['errors'][:3]})")
                 results.append({"system": label, "tasks": created, "seconds": elapsed, "rate": created / elapsed,
-                                "peak_rss": mem.peak, "upload_seconds": accepted})
+                                "peak_rss": mem.peak, "peak_pss": mem.peak_pss, "upload_seconds": accepted})
                 print(f"  {label}: {created} tasks in {elapsed:.1f}s (upload {accepted:.1f}s) = "
-                      f"{created / elapsed:,.0f} tasks/s, peak RSS {mem.peak / 2**20:.0f} MiB", flush=True)
+                      f"{created / elapsed:,.0f} tasks/s, peak RSS {mem.peak / 2**20:.0f} MiB, PSS {mem.peak_pss / 2**20:.0f} MiB",
+                      flush=True)
             if args.check_pii:
                 sample = client.get(f"/api/v1/projects/{results and project_id}/tasks",
                                     params={"include_data": "true", "limit": 1}).json()
@@ -281,9 +292,10 @@ def run_labelstudio(path: Path, n: int) -> dict:
         if count != n:
             raise RuntimeError(f"Label Studio holds {count} tasks, expected {n}")
         result = {"system": f"Label Studio {version} (no redaction, no encryption)", "tasks": count,
-                  "seconds": elapsed, "rate": count / elapsed, "peak_rss": mem.peak}
+                  "seconds": elapsed, "rate": count / elapsed, "peak_rss": mem.peak,
+                  "peak_pss": mem.peak_pss}
         print(f"  {result['system']}: {count} tasks in {elapsed:.1f}s = {result['rate']:,.0f} tasks/s, "
-              f"peak RSS {mem.peak / 2**20:.0f} MiB", flush=True)
+              f"peak RSS {mem.peak / 2**20:.0f} MiB, PSS {mem.peak_pss / 2**20:.0f} MiB", flush=True)
         return result
     finally:
         server.terminate()
@@ -298,11 +310,13 @@ def run_labelstudio(path: Path, n: int) -> dict:
 
 def report(results: list[dict], n: int, path: Path, command: str) -> str:
     ls = next((r for r in results if r["system"].startswith("Label Studio")), None)
-    lines = [f"| system | tasks | seconds | tasks/s | vs Label Studio | peak RSS (MiB) |", "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| system | tasks | seconds | tasks/s | vs Label Studio | peak RSS (MiB / MB) | peak PSS (MiB / MB) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         ratio = f"{r['rate'] / ls['rate']:.2f}×" if ls else "–"
         lines.append(f"| {r['system']} | {r['tasks']:,} | {r['seconds']:.1f} | {r['rate']:,.0f} | {ratio} | "
-                     f"{r['peak_rss'] / 2**20:.0f} |")
+                     f"{r['peak_rss'] / 2**20:.0f} / {r['peak_rss'] / 1e6:.0f} | "
+                     f"{r['peak_pss'] / 2**20:.0f} / {r['peak_pss'] / 1e6:.0f} |")
     table = "\n".join(lines)
     size = path.stat().st_size / 1e6
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

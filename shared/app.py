@@ -51,6 +51,8 @@ class ServiceContext:
     metrics: Metrics
     outbox: sa.Table
     inbox: sa.Table
+    # the outbox relay and the stream consumers: their own pool, no pre-ping (they retry a failed transaction)
+    events_engine: AsyncEngine | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     consumers: list[StreamConsumer] = field(default_factory=list)
     tasks: list[asyncio.Task] = field(default_factory=list)
@@ -96,10 +98,12 @@ def create_service_app(spec: ServiceSpec, settings: Settings, *, run_background:
 
             await asyncio.to_thread(upgrade, spec.name, settings.database_url)
         engine = create_engine(settings.database_url, application_name=f"quorum-{spec.name}")
+        events_engine = create_engine(settings.database_url, application_name=f"quorum-{spec.name}-events",
+                                      pool_size=2, pre_ping=False)
         redis = create_redis(settings.redis_url)
         ctx = ServiceContext(name=spec.name, settings=settings, engine=engine,
                              session_factory=create_session_factory(engine), redis=redis, metrics=metrics,
-                             outbox=spec.outbox, inbox=spec.inbox)
+                             outbox=spec.outbox, inbox=spec.inbox, events_engine=events_engine)
         app.state.ctx = ctx
         for hook in spec.on_startup:
             await hook(ctx)
@@ -118,6 +122,7 @@ def create_service_app(spec: ServiceSpec, settings: Settings, *, run_background:
                     await hook(ctx)
             await redis.aclose()
             await engine.dispose()
+            await events_engine.dispose()
 
     app = FastAPI(title=spec.title, version="0.1.0", lifespan=lifespan,
                   openapi_url=f"{prefix}/openapi.json", docs_url=f"{prefix}/docs", redoc_url=None)
@@ -137,12 +142,14 @@ def create_service_app(spec: ServiceSpec, settings: Settings, *, run_background:
 
 def _start_background(spec: ServiceSpec, ctx: ServiceContext) -> None:
     s = ctx.settings
-    relay = OutboxRelay(ctx.engine, ctx.redis, spec.outbox, poll_interval=s.outbox_poll_interval,
+    events_engine = ctx.events_engine or ctx.engine
+    relay = OutboxRelay(events_engine, ctx.redis, spec.outbox, poll_interval=s.outbox_poll_interval,
                         on_published=lambda n: ctx.metrics.events_published.labels(spec.name).inc(n))
     ctx.tasks.append(asyncio.create_task(relay.run(), name=f"{spec.name}-outbox-relay"))
     for sub in spec.subscriptions:
         consumer = (sub.consumer_factory or StreamConsumer)(
-            redis=ctx.redis, session_factory=ctx.session_factory, inbox=spec.inbox, group=spec.name,
+            redis=ctx.redis, session_factory=create_session_factory(events_engine), inbox=spec.inbox,
+            group=spec.name,
             streams=[ctx.producer_stream(p) for p in sub.producers], handlers=sub.handlers,
             dlq_stream=dead_letter_stream(s.stream_prefix, spec.name), block_ms=s.consumer_block_ms,
             batch=s.consumer_batch, reclaim_idle_ms=s.consumer_reclaim_idle_ms,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -47,9 +48,17 @@ def asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-def create_engine(url: str, *, pool_size: int = 10, application_name: str = "quorum") -> AsyncEngine:
+def _json_dumps(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def create_engine(url: str, *, pool_size: int = 10, application_name: str = "quorum",
+                  pre_ping: bool = True) -> AsyncEngine:
+    """`pre_ping=False` for loops that retry on a failed transaction anyway (consumers, relays): the ping is a
+    round trip on every checkout, and an event path is mostly round trips."""
     return create_async_engine(
-        async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+        async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping,
+        json_serializer=_json_dumps, json_deserializer=orjson.loads,
         connect_args={"server_settings": {"application_name": application_name}},
     )
 

@@ -11,6 +11,7 @@ from services.consensus.agreement.views import router as agreement_router
 from services.consensus.consumer import BatchingConsumer
 from services.consensus.db import inbox, outbox, received_pings
 from services.consensus.labels import handlers
+from services.consensus.projects.handlers import handle_project_configured
 from services.consensus.projects.views import router as settings_router
 from services.consensus.quality.views import router as quality_router
 from services.consensus.refits.service import refit_loop
@@ -63,6 +64,7 @@ def build_spec(settings: Settings | None = None) -> ServiceSpec:
         outbox=outbox, inbox=inbox,
         subscriptions=[Subscription(producers=["api"], consumer_factory=make_consumer, handlers={
             "system.ping": ping_handler(received_pings),
+            "project.configured": handle_project_configured,
             ANNOTATION_SUBMITTED: on_annotation,
             "review.submitted": on_review,
             "gold.set": on_gold,

@@ -16,6 +16,34 @@ class SystemPing(Payload):
     message: str = "ping"
 
 
+# The categorical aggregation methods a project may choose; the consensus service implements them ("default"
+# is its default method, "wawa" an alias of weighted majority vote; "mean"/"median" are for numeric controls).
+CONSENSUS_METHODS = ("default", "correlated_dawid_skene", "dawid_skene", "bayesian_dawid_skene",
+                     "one_coin_dawid_skene", "glad", "mace", "majority_vote", "weighted_majority_vote", "wawa",
+                     "mean", "median")
+ConsensusMethod = Literal["default", "correlated_dawid_skene", "dawid_skene", "bayesian_dawid_skene",
+                          "one_coin_dawid_skene", "glad", "mace", "majority_vote", "weighted_majority_vote", "wawa",
+                          "mean", "median"]
+
+
+class ControlSpec(Payload):
+    label_type: str = Field(description="schema control type, e.g. single_choice, spans, bbox, number")
+    classes: list[Any] | None = Field(default=None, description="allowed values of a choice control")
+
+
+class ProjectConfigured(Payload):
+    """What other services act on about a project, as of a schema version: sent by the api when a project is
+    created and whenever its label schema, overlap or consensus settings change (the latest one wins)."""
+
+    project_id: str
+    schema_version: int
+    overlap: int = 1
+    consensus_method: ConsensusMethod = "default"
+    target_confidence: float = 0.8
+    max_labels: int = 5
+    controls: dict[str, ControlSpec] = {}
+
+
 class TaskCreated(Payload):
     task_id: str
     project_id: str
@@ -122,6 +150,7 @@ class AuditRecorded(Payload):
 
 EVENT_TYPES: dict[str, dict[int, type[Payload]]] = {
     "system.ping": {1: SystemPing},
+    "project.configured": {1: ProjectConfigured},
     "task.created": {1: TaskCreated},
     "tasks.imported": {1: TasksImported},
     "task.deleted": {1: TaskDeleted},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from operator import itemgetter
 
 
 class EntityType(StrEnum):
@@ -60,4 +61,27 @@ def resolve_overlaps(spans: list[Span]) -> list[Span]:
         if all(cand.end <= k.start or cand.start >= k.end for k in kept):
             kept.append(cand)
     kept.sort(key=lambda s: s.start)
+    return kept
+
+
+def resolve_raw(found: list[tuple[int, int, EntityType]]) -> list[tuple[int, int, EntityType]]:
+    """`resolve_overlaps` on `(start, end, entity_type)` tuples. Findings seldom overlap: when none do
+    (and no two start together), they are all kept, in order of start."""
+    if len(found) < 2:
+        return found
+    by_start = sorted(found)
+    prev_start = prev_end = -1
+    for start, end, _ in by_start:
+        if start < prev_end or start == prev_start:
+            break
+        prev_start, prev_end = start, end
+    else:
+        return by_start
+    ordered = sorted(found, key=lambda f: (-PRIORITY[f[2]], f[0] - f[1], f[0]))
+    kept: list[tuple[int, int, EntityType]] = []
+    for cand in ordered:
+        start, end = cand[0], cand[1]
+        if all(end <= k[0] or start >= k[1] for k in kept):
+            kept.append(cand)
+    kept.sort(key=itemgetter(0))
     return kept

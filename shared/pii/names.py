@@ -48,8 +48,12 @@ _WEAK_CUES = ("hi", "hello", "hey", "from", "contact", "ask for", "speak to", "s
               "emailed", "called", "to")
 
 
-def _cue(text: str, start: int, cues: tuple[str, ...]) -> bool:
-    before = text[max(0, start - 24):start].lower().rstrip(" ,:;-")
+_ALL_CUES = _STRONG_CUES + _WEAK_CUES
+_STRONG, _WEAK = 1, 2  # bits of `_cue_mask`
+_STRIP = " ,:;-"
+
+
+def _ends_with_cue(before: str, cues: tuple[str, ...]) -> bool:
     if not before.endswith(cues):
         return False
     for cue in cues:
@@ -58,6 +62,18 @@ def _cue(text: str, start: int, cues: tuple[str, ...]) -> bool:
             if k == 0 or not before[k - 1].isalnum():
                 return True
     return False
+
+
+def _cue(text: str, start: int, cues: tuple[str, ...]) -> bool:
+    return _ends_with_cue(text[max(0, start - 24):start].lower().rstrip(_STRIP), cues)
+
+
+def _cue_mask(text: str, start: int) -> int:
+    """`_cue` for the strong and the weak cues at once: one slice and lower-casing serve both."""
+    before = text[start - 24 if start > 24 else 0:start].lower().rstrip(_STRIP)
+    if not before.endswith(_ALL_CUES):
+        return 0
+    return (_STRONG if _ends_with_cue(before, _STRONG_CUES) else 0) | (_WEAK if _ends_with_cue(before, _WEAK_CUES) else 0)
 
 
 _SINGLE_SKIP = frozenset((_W, _INITIAL, _TITLE, _P))
@@ -96,15 +112,37 @@ def _lexicon() -> dict[str, int]:
     return lex
 
 
+class _CueBefore(Exception):
+    """A run's outcome depends on the cue before its first word."""
+
+
+class _CueElsewhere(Exception):
+    """A run's outcome depends on a cue before one of its later words, not only before its first."""
+
+
+def _answers(mask: int) -> Any:
+    def ask(pos: int, bit: int) -> bool:
+        if pos:
+            raise _CueElsewhere
+        return bool(mask & bit)
+    return ask
+
+
 class GazetteerNameRecognizer:
-    """Census names + capitalisation + titles + context cues, tuned against common capitalised words."""
+    """Census names + capitalisation + titles + context cues, tuned against common capitalised words.
+
+    The same capitalised runs recur from text to text, so each distinct run gets a cached plan: the names
+    it holds (offsets relative to the run) when that is fixed, else a table of them by the cues found right
+    before the run (`_cue_mask`), filled as masks occur, else (rarely: a cue could end inside the run) its
+    decision re-run with live cue checks."""
 
     max_tokens = 4
 
     def __init__(self) -> None:
         self._lex = _lexicon()
         self._cache: dict[str, int] = {}
-        self._segments: dict[str, list[list[tuple[int, int, int]]]] = {}
+        # run -> () nothing | tuple of (start, end) | list: 4 slots by cue mask + the decision | callable
+        self._plans: dict[str, Any] = {}
 
     def _classify(self, word: str) -> int:
         if len(word) == 2 and word[1] == ".":
@@ -128,33 +166,86 @@ class GazetteerNameRecognizer:
 
     def find_names(self, text: str) -> list[tuple[int, int]]:
         found: list[tuple[int, int]] = []
-        cache = self._cache
-        segments = self._segments
+        plans = self._plans
         for m in _CAP_RUN.finditer(text):
             seg = m.group()
-            start = m.start()
-            if " " not in seg:
-                cls = cache.get(seg)
-                if cls is None:
-                    cls = self._cls(seg)
-                if cls in _SINGLE_SKIP:
-                    continue
-                # `_run_names` on a one-token run, inlined (most runs are one capitalised word):
-                # a first name is a name; anything else needs a cue.
-                if cls == _F or _cue(text, start, _STRONG_CUES) or (cls in (_L, _FA) and _cue(text, start, _WEAK_CUES)):
-                    found.append((start, m.end()))
+            plan = plans.get(seg)
+            if plan is None:
+                plan = self._plan(seg)
+            if not plan:
                 continue
-            runs = segments.get(seg)
-            if runs is None:
-                runs = self._segment_runs(seg)
-            for run in runs:
-                self._run_names(text, [(start + a, start + b, cls) for a, b, cls in run], found)
+            start = m.start()
+            if plan.__class__ is list:
+                mask = _cue_mask(text, start)
+                spans = plan[mask]
+                if spans is None:
+                    spans = self._fill(seg, plan, mask, text, start)
+            elif plan.__class__ is tuple:
+                spans = plan
+            else:
+                spans = plan(text, start)
+            for a, b in spans:
+                found.append((start + a, start + b))
         return found
+
+    def _plan(self, seg: str) -> Any:
+        if len(self._plans) > 20_000:  # one-off phrases (most names) must not pile up per worker
+            self._plans.clear()
+        if " " not in seg:
+            cls = self._cls(seg)
+            if cls in _SINGLE_SKIP:
+                decide = None
+                plan: Any = ()
+            elif cls == _F:
+                decide = None
+                plan = ((0, len(seg)),)
+            else:
+                def decide(ask: Any, seg: str = seg, cls: int = cls) -> list[tuple[int, int]]:
+                    return self._single_name(seg, cls, ask)
+        else:
+            runs = self._segment_runs(seg)
+            if runs:
+                def decide(ask: Any, seg: str = seg, runs: Any = runs) -> list[tuple[int, int]]:
+                    return self._run_names(seg, runs, ask)
+            else:
+                decide = None
+                plan = ()
+        if decide is not None:
+            def probe(pos: int, bit: int) -> bool:
+                raise _CueElsewhere if pos else _CueBefore
+            try:
+                plan = tuple(decide(probe))
+            except _CueBefore:
+                plan = [None, None, None, None, decide]
+            except _CueElsewhere:
+                plan = self._live(decide)
+        self._plans[seg] = plan
+        return plan
+
+    def _fill(self, seg: str, plan: list[Any], mask: int, text: str, start: int) -> Any:
+        try:
+            spans = plan[mask] = tuple(plan[4](_answers(mask)))
+        except _CueElsewhere:
+            live = self._plans[seg] = self._live(plan[4])
+            spans = live(text, start)
+        return spans
+
+    @staticmethod
+    def _live(decide: Any) -> Any:
+        def run(text: str, start: int) -> list[tuple[int, int]]:
+            return decide(lambda pos, bit: bool(_cue_mask(text, start + pos) & bit))
+        return run
+
+    @staticmethod
+    def _single_name(seg: str, cls: int, ask: Any) -> list[tuple[int, int]]:
+        """A one-word run: a first name is a name; anything else needs a cue."""
+        if ask(0, _STRONG) or (cls in (_L, _FA) and ask(0, _WEAK)):
+            return [(0, len(seg))]
+        return []
 
     def _segment_runs(self, seg: str) -> list[list[tuple[int, int, int]]]:
         """A multi-word run split at sentence ends into classified tokens, offsets relative to the run.
-        Cached (the same capitalised phrases recur); runs of only common words/initials/places are dropped,
-        as `_run_names` finds nothing in them."""
+        Runs of only common words/initials/places are dropped, as `_run_names` finds nothing in them."""
         runs: list[list[tuple[int, int, int]]] = []
         run: list[tuple[int, int, int]] = []
         pos = 0
@@ -171,42 +262,48 @@ class GazetteerNameRecognizer:
             pos = end + 1
         if run:
             runs.append(run)
-        runs = [r for r in runs if any(cls not in _NOTHING_TO_FIND for _, _, cls in r)]
-        if len(self._segments) > 1024:  # small: one-off phrases (most names) must not pile up per worker
-            self._segments.clear()
-        self._segments[seg] = runs
-        return runs
+        return [r for r in runs if any(cls not in _NOTHING_TO_FIND for _, _, cls in r)]
 
-    def _run_names(self, text: str, run: list[tuple[int, int, int]], found: list[tuple[int, int]]) -> None:
-        i, n = 0, len(run)
-        while i < n:
-            cls = run[i][2]
-            if cls == _TITLE:
+    def _run_names(self, seg: str, runs: list[list[tuple[int, int, int]]], ask: Any) -> list[tuple[int, int]]:
+        """Names in a multi-word run, offsets relative to it. `ask(pos, bit)` answers whether cue `bit`
+        precedes run position `pos`; inside the run it is asked only when the words before could end in one."""
+        found: list[tuple[int, int]] = []
+
+        def cue(pos: int, bit: int) -> bool:
+            if pos and not _cue_possible(seg[:pos].lower().rstrip(_STRIP), bit):
+                return False
+            return ask(pos, bit)
+
+        for run in runs:
+            i, n = 0, len(run)
+            while i < n:
+                cls = run[i][2]
+                if cls == _TITLE:
+                    j = i + 1
+                    while j < n and j - i <= self.max_tokens and run[j][2] not in (_W, _TITLE):
+                        j += 1
+                    if j > i + 1:
+                        found.append((run[i + 1][0], run[j - 1][1]))
+                    i = j if j > i + 1 else i + 1
+                    continue
+                if cls in (_W, _INITIAL, _P):
+                    i += 1
+                    continue
+                # Extend over following name-like tokens.
                 j = i + 1
-                while j < n and j - i <= self.max_tokens and run[j][2] not in (_W, _TITLE):
+                while j < n and j - i < self.max_tokens and run[j][2] in (_F, _FA, _L, _LA, _U, _INITIAL, _P):
                     j += 1
-                if j > i + 1:
-                    found.append((run[i + 1][0], run[j - 1][1]))
-                i = j if j > i + 1 else i + 1
-                continue
-            if cls in (_W, _INITIAL, _P):
-                i += 1
-                continue
-            # Extend over following name-like tokens.
-            j = i + 1
-            while j < n and j - i < self.max_tokens and run[j][2] in (_F, _FA, _L, _LA, _U, _INITIAL, _P):
-                j += 1
-            while j - 1 > i and run[j - 1][2] == _INITIAL:
-                j -= 1
-            classes = [t[2] for t in run[i:j]]
-            if self._is_name(text, run[i][0], classes):
-                found.append((run[i][0], run[j - 1][1]))
-                i = j
-            else:
-                i += 1
+                while j - 1 > i and run[j - 1][2] == _INITIAL:
+                    j -= 1
+                if self._is_name(run[i][0], [t[2] for t in run[i:j]], cue):
+                    found.append((run[i][0], run[j - 1][1]))
+                    i = j
+                else:
+                    i += 1
+        return found
 
     @staticmethod
-    def _is_name(text: str, start: int, classes: list[int]) -> bool:
+    def _is_name(start: int, classes: list[int], cue: Any) -> bool:
         first = classes[0]
         nxt = None
         for c in classes[1:]:
@@ -219,11 +316,18 @@ class GazetteerNameRecognizer:
             return True
         if first in (_U, _L) and nxt == _L:
             return True
-        if _cue(text, start, _STRONG_CUES):
+        if cue(start, _STRONG):
             return True
         if (nxt in (_L, _LA, _FA, _U, _F) and first in (_L, _LA, _FA, _U)) or (nxt is None and first in (_L, _FA)):
-            return _cue(text, start, _WEAK_CUES)
+            return cue(start, _WEAK)
         return False
+
+
+def _cue_possible(words_before: str, bit: int) -> bool:
+    """Whether a cue can end a text that ends with `words_before` (lower-cased and stripped as `_cue`
+    does): a cue either ends inside these words or covers all of them and reaches further back."""
+    cues = _STRONG_CUES if bit == _STRONG else _WEAK_CUES
+    return any(words_before.endswith(c) or c.endswith(words_before) for c in cues)
 
 
 class SpacyNameRecognizer:

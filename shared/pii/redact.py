@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.pii.entities import EntityType, Span, resolve_overlaps
+from shared.pii.entities import EntityType, Span, resolve_raw
 from shared.pii.names import NameRecognizer, default_name_recognizer
-from shared.pii.scanner import scan
+from shared.pii.scanner import scan_raw
 from shared.pii.policy import Action, RedactionPolicy
 
 MIN_KEY_BYTES = 16
@@ -97,15 +97,20 @@ class Redactor:
 
     def find(self, text: str) -> list[Span]:
         """Non-overlapping findings in the original text, in order."""
-        spans: list[Span] = []
+        return [Span(s, e, t) for s, e, t in self._find(text)]
+
+    def _find(self, text: str) -> list[tuple[int, int, EntityType]]:
+        found: list[tuple[int, int, EntityType]] = []
         if self._scan_patterns:
-            scan(text, self._active, spans)
+            scan_raw(text, self._active, found)
         if self._names is not None:
-            spans.extend(Span(s, e, EntityType.PERSON) for s, e in self._names.find_names(text))
-        return resolve_overlaps(spans)
+            person = EntityType.PERSON
+            for s, e in self._names.find_names(text):
+                found.append((s, e, person))
+        return resolve_raw(found)
 
     def redact(self, text: str) -> RedactionResult:
-        spans = self.find(text)
+        spans = self._find(text)
         if not spans:
             return RedactionResult(text, [])
         parts: list[str] = []
@@ -113,19 +118,19 @@ class Redactor:
         pos = 0
         out_len = 0
         actions, masks = self._actions, self._masks
-        for sp in spans:
-            chunk = text[pos:sp.start]
+        for start, end, entity_type in spans:
+            chunk = text[pos:start]
             parts.append(chunk)
             out_len += len(chunk)
-            action = actions[sp.entity_type]
+            action = actions[entity_type]
             if action is Action.PSEUDONYMISE:
-                placeholder = pseudonym(sp.entity_type, text[sp.start:sp.end], self._key, self._hex)
+                placeholder = pseudonym(entity_type, text[start:end], self._key, self._hex)
             else:
-                placeholder = masks[sp.entity_type]
+                placeholder = masks[entity_type]
             parts.append(placeholder)
-            entities.append(RedactedEntity(out_len, out_len + len(placeholder), sp.entity_type, placeholder, action))
+            entities.append(RedactedEntity(out_len, out_len + len(placeholder), entity_type, placeholder, action))
             out_len += len(placeholder)
-            pos = sp.end
+            pos = end
         parts.append(text[pos:])
         return RedactionResult("".join(parts), entities)
 

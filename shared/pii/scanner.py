@@ -6,6 +6,10 @@ the per-entity patterns from `patterns` are only tried *anchored* at the start o
 inside it, dispatched on the run's shape. Email, URL credentials, MAC/IPv6 addresses, dates of birth
 and continental street names are reached from `str.find` on their marker (`@`, `://`, `:`/`-`, a
 context word, a street word). Results equal the reference finders' (tested on the corpus).
+
+Findings are collected as plain `(start, end, entity_type)` tuples (`scan_raw`): most are dropped again
+by overlap resolution, and a frozen dataclass costs ~20x a tuple to build. Cheap checks that mirror each
+pattern's leading look-behind (the character before the candidate) skip matches that cannot succeed.
 """
 
 from __future__ import annotations
@@ -32,8 +36,13 @@ T_UK_NINO = E.UK_NINO
 T_URL_CREDENTIALS = E.URL_CREDENTIALS
 T_US_SSN = E.US_SSN
 
+Raw = tuple[int, int, EntityType]
+
 # Starts with a plain character class (not an optional "+"/"("), which lets `re` skip ahead quickly.
 _RUN = re.compile(r"[\d+(][\d()/:-]*(?:[ .](?=[\d(])[\d()/:-]*)*")
+# `\d` is any Unicode decimal digit, a slow category test per character; where the text holds no
+# decimal digit beyond 0-9 (all of Latin-1) the ASCII class is the same set and scans twice as fast.
+_RUN_ASCII = re.compile(r"[0-9+(][0-9()/:-]*(?:[ .](?=[0-9(])[0-9()/:-]*)*")
 _HEX = frozenset("0123456789abcdefABCDEF")
 _HEXCOLON = _HEX | {":"}
 _EMAIL_LOCAL = frozenset(string.ascii_letters + string.digits + "._%+-")
@@ -47,6 +56,7 @@ _SSN_CONTEXT_BEFORE = re.compile(r"(?i)\b(?:ssn|social\s+security(?:\s+(?:number
 _EU_SUFFIXES = ("straße", "strasse", "str.", "weg", "gasse", "platz", "allee", "laan", "straat", "gracht")
 _EU_PREFIXES = (" rue ", " chemin ", " allée ", " impasse ", " quai ", " calle ", ", rue ", "bis rue ", "ter rue ")
 _NOT_PHONE_BEFORE = P._NOT_PHONE_BEFORE
+_UPPER_ASCII = frozenset(string.ascii_uppercase)
 _DOB_WORDS = ("born", "dob", "d.o.b", "date of birth", "birth", "b. d")
 
 
@@ -67,7 +77,7 @@ def _not_phone_before(text: str, p: int) -> bool:
     return _NOT_PHONE_BEFORE.search(text, lo, p) is not None
 
 
-def _iban_at(text: str, start: int, out: list[Span]) -> int:
+def _iban_at(text: str, start: int, out: list[Raw]) -> int:
     m = P._IBAN.match(text, start)
     if m is None:
         return -1
@@ -86,12 +96,42 @@ def _iban_at(text: str, start: int, out: list[Span]) -> int:
     if end < len(text) and text[end].isalnum():
         return -1
     if iban_ok(raw[:i + 1].replace(" ", "")):
-        out.append(Span(start, end, T_IBAN))
+        out.append((start, end, T_IBAN))
         return end
     return -1
 
 
-def _at(text: str, p: int, e: int, active: frozenset[EntityType], out: list[Span]) -> int:
+def _words_before(text: str, lo: int, p: int, words: tuple[str, ...]) -> bool:
+    """False when a case-insensitive pattern that needs one of `words` cannot match in text[lo:p].
+    Only decided for ASCII windows: elsewhere re's Unicode case folding ('ſ' ~ 's') could match."""
+    window = text[lo:p]
+    if window.isascii():
+        low = window.lower()
+        return any(w in low for w in words)
+    return True
+
+
+_SSN_WORDS = ("ssn", "social")
+_PHONE_WORDS = ("phone", "tel", "mobile", "cell", "call", "fax", "whatsapp", "sms", "text")
+_VERSION_WORDS = ("v", "release", "build", "firmware", "update")
+_STREET_NUMBER = re.compile(r"\d{1,5}(?:-\d{1,5})?(?: \d{1,3})?")
+
+
+def _street_number_ok(text: str, p: int, e: int) -> bool:
+    """Whether the run text[p:e] can open a `_STREET` match: a house number ("12", "12-14"), maybe then
+    an ordinal's digits ("742 12|th"); after a lone number and a space, a capital or a digit."""
+    d = text[p:e]
+    if d.isdecimal():
+        if len(d) > 5:
+            return False
+        if text[e] == " ":
+            c = text[e + 1]
+            return c in _UPPER_ASCII or c.isdecimal() or c.isspace()
+        return True
+    return _STREET_NUMBER.fullmatch(d) is not None
+
+
+def _at(text: str, p: int, e: int, active: frozenset[EntityType], out: list[Raw]) -> int:
     """Try every applicable entity at position p (run ends at e). Returns the end of a match or -1."""
     c = text[p]
     n = e - p
@@ -99,11 +139,12 @@ def _at(text: str, p: int, e: int, active: frozenset[EntityType], out: list[Span
         if T_PHONE in active:
             m = P._PHONE.match(text, p)
             if m and 8 <= sum(ch.isdigit() for ch in m.group()) <= 15:
-                out.append(Span(p, m.end(), T_PHONE))
+                out.append((p, m.end(), T_PHONE))
                 return m.end()
         return -1
+    prev = text[p - 1] if p else " "
     # Letter-prefixed identifiers whose digits start this run: IBAN, NINO, NIE.
-    if p >= 1 and text[p - 1].isupper():
+    if prev.isupper():
         if p >= 2 and text[p - 2].isupper() and (p == 2 or not text[p - 3].isalnum()):
             if T_IBAN in active:
                 end = _iban_at(text, p - 2, out)
@@ -112,82 +153,104 @@ def _at(text: str, p: int, e: int, active: frozenset[EntityType], out: list[Span
             if T_UK_NINO in active:
                 m = P._NINO.match(text, p - 2)
                 if m:
-                    out.append(Span(p - 2, m.end(), T_UK_NINO))
+                    out.append((p - 2, m.end(), T_UK_NINO))
                     return m.end()
-        if T_ES_NIF in active and text[p - 1] in "XYZ" and (p == 1 or not text[p - 2].isalnum()):
+        if T_ES_NIF in active and prev in "XYZ" and (p == 1 or not text[p - 2].isalnum()):
             m = P._NIF.match(text, p - 1)
             if m and es_nif_ok(m.group(1), m.group(2)):
-                out.append(Span(p - 1, m.end(), T_ES_NIF))
+                out.append((p - 1, m.end(), T_ES_NIF))
                 return m.end()
         return -1
-    if (T_UK_NINO in active and p >= 3 and text[p - 1] == " " and text[p - 2].isupper()
+    if (T_UK_NINO in active and p >= 3 and prev == " " and text[p - 2].isupper()
             and text[p - 3].isupper() and (p == 3 or not text[p - 4].isalnum())):
         m = P._NINO.match(text, p - 3)
         if m:
-            out.append(Span(p - 3, m.end(), T_UK_NINO))
+            out.append((p - 3, m.end(), T_UK_NINO))
             return m.end()
-    if n >= 13 and T_CREDIT_CARD in active:
+    # The patterns' look-behinds: a word character, '-' or '.' before p rules out a card, SSN, phone
+    # and street number; a digit and a space ("1234 |5678") a card and a phone.
+    word = prev.isalnum() or prev == "_"
+    blocked = word or prev == "-" or prev == "."
+    spaced_number = prev == " " and p >= 2 and text[p - 2].isdecimal()
+    if n >= 13 and not blocked and not spaced_number and T_CREDIT_CARD in active:
         m = P._CARD.match(text, p)
         if m:
             raw = m.group()
             digits = raw.replace(" ", "").replace("-", "")
-            if (len({ch for ch in raw if not ch.isdigit()}) <= 1 and card_groups_ok(raw) and card_prefix_ok(digits)
+            if (not (" " in raw and "-" in raw) and card_groups_ok(raw) and card_prefix_ok(digits)
                     and luhn_ok(digits) and len(set(digits)) > 1 and not P.inside_iban_like(text, p)
                     and not _not_phone_before(text, p)):
-                out.append(Span(p, m.end(), T_CREDIT_CARD))
+                out.append((p, m.end(), T_CREDIT_CARD))
                 return m.end()
-    if n >= 11 and T_US_SSN in active and text[p + 3] in "- .":
+    if n >= 11 and not blocked and T_US_SSN in active and text[p + 3] in "- .":
         m = P._SSN.match(text, p)
         if m:
             if m.group().replace(m.group(1), "") not in P._SSN_ADVERTISED:
-                out.append(Span(p, m.end(), T_US_SSN))
+                out.append((p, m.end(), T_US_SSN))
             return m.end()
-    if n >= 7 and T_IP_ADDRESS in active and "." in text[p + 1:p + 4]:
+    if n >= 7 and not word and prev != "." and T_IP_ADDRESS in active and "." in text[p + 1:p + 4]:
         m = P._IPV4.match(text, p)
         if m:
-            if not P._VERSION_BEFORE.search(text, max(0, p - 12), p):
-                out.append(Span(p, m.end(), T_IP_ADDRESS))
+            lo = p - 12 if p > 12 else 0
+            if not (_words_before(text, lo, p, _VERSION_WORDS) and P._VERSION_BEFORE.search(text, lo, p)):
+                out.append((p, m.end(), T_IP_ADDRESS))
             return m.end()
-    if n == 8 and T_ES_NIF in active and e < len(text) and (text[e].isupper() or text[e] == "-"):
+    if n == 8 and not word and T_ES_NIF in active and e < len(text) and (text[e].isupper() or text[e] == "-"):
         m = P._NIF.match(text, p)
         if m and es_nif_ok(m.group(1), m.group(2)):
-            out.append(Span(p, m.end(), T_ES_NIF))
+            out.append((p, m.end(), T_ES_NIF))
             return m.end()
-    if n >= 7 and T_PHONE in active:
+    if n >= 7 and not blocked and not spaced_number and prev != "+" and prev != "/" and T_PHONE in active:
         m = P._PHONE.match(text, p)
         if m and 8 <= sum(ch.isdigit() for ch in m.group()) <= 15 and not _not_phone_before(text, p):
-            out.append(Span(p, m.end(), T_PHONE))
+            out.append((p, m.end(), T_PHONE))
             return m.end()
     if 9 <= n <= 13 and text[p:e].isdigit():
-        if n == 9 and T_US_SSN in active and _SSN_CONTEXT_BEFORE.search(text, max(0, p - 30), p):
-            d = text[p:e]
-            if d[:3] not in ("000", "666") and d[0] != "9" and d[3:5] != "00" and d[5:] != "0000":
-                out.append(Span(p, e, T_US_SSN))
+        if n == 9 and T_US_SSN in active:
+            lo = p - 30 if p > 30 else 0
+            if _words_before(text, lo, p, _SSN_WORDS) and _SSN_CONTEXT_BEFORE.search(text, lo, p):
+                d = text[p:e]
+                if d[:3] not in ("000", "666") and d[0] != "9" and d[3:5] != "00" and d[5:] != "0000":
+                    out.append((p, e, T_US_SSN))
+                    return e
+        if n >= 10 and T_PHONE in active:
+            lo = p - 40 if p > 40 else 0
+            if _words_before(text, lo, p, _PHONE_WORDS) and _PHONE_CONTEXT_BEFORE.search(text, lo, p):
+                out.append((p, e, T_PHONE))
                 return e
-        if n >= 10 and T_PHONE in active and _PHONE_CONTEXT_BEFORE.search(text, max(0, p - 40), p):
-            out.append(Span(p, e, T_PHONE))
-            return e
     if n <= 11 and T_STREET_ADDRESS in active:
-        if e < len(text) - 4 and (text[e] == " " or text[e].isalpha() or text[e] == ","):
-            m = P._STREET.match(text, p)
+        if (e < len(text) - 4 and (text[e] == " " or text[e].isalpha() or text[e] == ",")
+                and not blocked and prev != "," and prev != "/"):
+            m = P._STREET.match(text, p) if _street_number_ok(text, p, e) else None
             if m is None and text.startswith(_EU_PREFIXES, e):
                 m = P._STREET_EU.match(text, p)
             if m:
-                out.append(Span(p, m.end(), T_STREET_ADDRESS))
+                out.append((p, m.end(), T_STREET_ADDRESS))
                 return m.end()
-        if n <= 4 and p >= 4 and text[p - 1] == " ":
+        # "Hauptstraße 5": every street suffix ends in one of these characters (lower-cased).
+        if n <= 4 and p >= 4 and prev == " " and text[p - 2] in "eEgGzZnNtT.":
             w = text.rfind(" ", max(0, p - 40), p - 1) + 1
             if text[w:p - 1].lower().endswith(_EU_SUFFIXES):
                 m = P._STREET_EU.match(text, w)
                 if m and m.end() > p:
-                    out.append(Span(w, m.end(), T_STREET_ADDRESS))
+                    out.append((w, m.end(), T_STREET_ADDRESS))
                     return m.end()
     return -1
 
 
-def _scan_runs(text: str, active: frozenset[EntityType], out: list[Span]) -> None:
+def _only_ascii_digits(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _scan_runs(text: str, active: frozenset[EntityType], out: list[Raw]) -> None:
     consumed = 0
-    for run in _RUN.finditer(text):
+    for run in (_RUN_ASCII if _only_ascii_digits(text) else _RUN).finditer(text):
         s, e = run.span()
         if s < consumed:
             continue
@@ -210,59 +273,71 @@ def _scan_runs(text: str, active: frozenset[EntityType], out: list[Span]) -> Non
             p = nxt + 1
 
 
-def _scan_colons(text: str, active: frozenset[EntityType], out: list[Span]) -> None:
+# Separators worth a look (the conditions of `_scan_colons`' loop, as patterns whose literal first
+# character lets `re` skip ahead fast): before and after hex digits, or "::"; "aa:bb:" for a MAC alone.
+_IP6_OR_MAC_COLON = re.compile(r":(?:(?=:)|(?<=[0-9A-Fa-f]:)(?=[0-9A-Fa-f]))")
+_MAC_COLON = re.compile(r":(?<=[0-9A-Fa-f]{2}:)(?=[0-9A-Fa-f][\s\S]:)")
+_MAC_HYPHEN = re.compile(r"-(?<=[0-9A-Fa-f]{2}-)(?=[0-9A-Fa-f][\s\S]-)")
+
+
+def _scan_colons(text: str, active: frozenset[EntityType], out: list[Raw]) -> None:
     """MAC addresses (aa:bb:.. / aa-bb-..) and IPv6 addresses, reached from their separators."""
     want_mac = T_MAC_ADDRESS in active
     want_ip6 = T_IP_ADDRESS in active
-    n = len(text)
-    for sep in (":", "-") if want_mac else (":",):
-        done = -1
-        i = text.find(sep, 2)
-        while 0 < i < n - 3:
-            if i > done:
-                if (want_mac and text[i + 3:i + 4] == sep and text[i - 2] in _HEX and text[i - 1] in _HEX
-                        and text[i + 1] in _HEX):
-                    m = P._MAC.match(text, i - 2)
-                    if m:
-                        out.append(Span(i - 2, m.end(), T_MAC_ADDRESS))
-                        done = m.end()
-                        i = text.find(sep, done)
-                        continue
-                if want_ip6 and sep == ":" and (text[i + 1] == ":" or (text[i - 1] in _HEX and text[i + 1] in _HEX)):
-                    j = i
-                    while j > 0 and text[j - 1] in _HEXCOLON:
-                        j -= 1
-                    m = P._IPV6.match(text, j)
-                    if m:
-                        cand = m.group().split("%", 1)[0]
-                        if cand.count(":") >= 2 and sum(1 for g in cand.split(":") if g) >= 2:
-                            try:
-                                P.ipaddress.IPv6Address(cand)
-                            except ValueError:
-                                pass
-                            else:
-                                out.append(Span(j, m.end(), T_IP_ADDRESS))
-                        done = m.end()
-                        i = text.find(sep, done)
-                        continue
-            i = text.find(sep, i + 1)
+    last = len(text) - 3
+    for sep, candidates in ((":", _IP6_OR_MAC_COLON if want_ip6 else _MAC_COLON), ("-", _MAC_HYPHEN)):
+        if sep == "-" and not want_mac:
+            break
+        pos = 2
+        while True:
+            found = candidates.search(text, pos)
+            if found is None:
+                break
+            i = found.start()
+            if i >= last:
+                break
+            pos = i + 1
+            if (want_mac and text[i + 3] == sep and text[i - 2] in _HEX and text[i - 1] in _HEX
+                    and text[i + 1] in _HEX):
+                m = P._MAC.match(text, i - 2)
+                if m:
+                    out.append((i - 2, m.end(), T_MAC_ADDRESS))
+                    pos = m.end() + 1
+                    continue
+            if want_ip6 and sep == ":":
+                j = i
+                while j > 0 and text[j - 1] in _HEXCOLON:
+                    j -= 1
+                m = P._IPV6.match(text, j)
+                if m:
+                    cand = m.group().split("%", 1)[0]
+                    if cand.count(":") >= 2 and sum(1 for g in cand.split(":") if g) >= 2:
+                        try:
+                            P.ipaddress.IPv6Address(cand)
+                        except ValueError:
+                            pass
+                        else:
+                            out.append((j, m.end(), T_IP_ADDRESS))
+                    pos = m.end() + 1
 
 
-def _scan_markers(text: str, active: frozenset[EntityType], out: list[Span]) -> None:
-    n = len(text)
+_EMAIL_LOCAL_REVERSED = re.compile(r"[A-Za-z0-9._%+-]*")
+
+
+def _scan_markers(text: str, active: frozenset[EntityType], out: list[Raw]) -> None:
     if T_EMAIL in active:
         i = text.find("@")
         last = -1
         while i > 0:
-            j = i
-            while j > 0 and i - j < 64 and text[j - 1] in _EMAIL_LOCAL:
-                j -= 1
+            # The local part's characters right before '@' (at most 64), matched on the reversed window.
+            window = text[i - 64 if i > 64 else 0:i]
+            j = i - _EMAIL_LOCAL_REVERSED.match(window[::-1]).end()
             while j < i and not text[j].isalnum():
                 j += 1
             if j < i and j >= last:
                 m = P._EMAIL.match(text, j)
                 if m:
-                    out.append(Span(j, m.end(), T_EMAIL))
+                    out.append((j, m.end(), T_EMAIL))
                     last = m.end()
             i = text.find("@", i + 1)
     if T_URL_CREDENTIALS in active:
@@ -273,10 +348,10 @@ def _scan_markers(text: str, active: frozenset[EntityType], out: list[Span]) -> 
                 j -= 1
             m = P._URL_CREDENTIALS.match(text, j)
             if m:
-                out.append(Span(m.start(1), m.end(1), T_URL_CREDENTIALS))
+                out.append((m.start(1), m.end(1), T_URL_CREDENTIALS))
             i = text.find("://", i + 3)
-    low = text.lower()
     if T_DATE_OF_BIRTH in active:
+        low = text.lower()
         for word in _DOB_WORDS:
             i = low.find(word)
             while i >= 0:
@@ -284,13 +359,21 @@ def _scan_markers(text: str, active: frozenset[EntityType], out: list[Span]) -> 
                 if m:
                     d = P._DATE.search(text, m.end(), m.end() + 48)
                     if d:
-                        out.append(Span(d.start(), d.end(), T_DATE_OF_BIRTH))
+                        out.append((d.start(), d.end(), T_DATE_OF_BIRTH))
                 i = low.find(word, i + len(word))
 
 
-def scan(text: str, active: frozenset[EntityType], out: list[Span]) -> None:
-    """Append every pattern-entity finding for the active entity types (overlaps not yet resolved)."""
+def scan_raw(text: str, active: frozenset[EntityType], out: list[Raw]) -> None:
+    """Append `(start, end, entity_type)` for every pattern-entity finding of the active entity types
+    (overlaps not yet resolved)."""
     _scan_runs(text, active, out)
     if T_MAC_ADDRESS in active or T_IP_ADDRESS in active:
         _scan_colons(text, active, out)
     _scan_markers(text, active, out)
+
+
+def scan(text: str, active: frozenset[EntityType], out: list[Span]) -> None:
+    """`scan_raw` with `Span`s."""
+    raw: list[Raw] = []
+    scan_raw(text, active, raw)
+    out.extend(Span(s, e, t) for s, e, t in raw)

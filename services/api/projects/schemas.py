@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.events.catalog import ConsensusMethod
 from shared.pii import Action, EntityType
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$"
@@ -161,7 +162,8 @@ class LabelSchema(Strict):
 # -- other project settings --------------------------------------------------------------------------
 
 class ConsensusSettings(Strict):
-    method: Literal["majority_vote", "dawid_skene", "glad", "mace", "wawa", "mean", "median"] = "majority_vote"
+    method: ConsensusMethod = Field(default="default", description="aggregation method of the consensus service; "
+                                    "'default' is its strongest general-purpose one (correlated Dawid-Skene)")
     target_confidence: float = Field(default=0.8, ge=0.5, le=1.0)
     max_labels: int = Field(default=5, ge=1, le=50)
 

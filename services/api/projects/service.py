@@ -19,8 +19,11 @@ from services.api.projects.schemas import (
     ProjectUpdate,
     SchemaVersionOut,
 )
+from services.api.events import publish_event
+from shared.app import ServiceContext
 from shared.auth.principal import Principal
 from shared.crypto import KeyRing
+from shared.events.catalog import ControlSpec, ProjectConfigured
 from shared.errors import BadRequest, Forbidden, NotFound, Unprocessable
 from services.api.ids import uuid_or_404
 
@@ -59,8 +62,25 @@ def to_out(project: Project, schema: LabelSchema) -> ProjectOut:
                       created_at=project.created_at, updated_at=project.updated_at)
 
 
+def configuration(project: Project, schema: LabelSchema) -> ProjectConfigured:
+    """The `project.configured` payload: what the consensus and distribution services need to know."""
+    controls = {c.name: ControlSpec(label_type=c.type, classes=list(c.options) if hasattr(c, "options") else None)
+                for c in schema.controls}
+    consensus = project.consensus or {}
+    return ProjectConfigured(project_id=str(project.id), schema_version=project.schema_version,
+                             overlap=project.overlap, consensus_method=consensus.get("method", "default"),
+                             target_confidence=consensus.get("target_confidence", 0.8),
+                             max_labels=consensus.get("max_labels", 5), controls=controls)
+
+
+async def announce_configuration(session: AsyncSession, events: ServiceContext | str, project: Project,
+                                 schema: LabelSchema) -> None:
+    await publish_event(session, events, "project.configured", configuration(project, schema),
+                        org_id=str(project.org_id), project_id=str(project.id))
+
+
 async def create_project(session: AsyncSession, keyring: KeyRing, principal: Principal,
-                         body: ProjectCreate) -> ProjectOut:
+                         body: ProjectCreate, *, events: ServiceContext | str | None = None) -> ProjectOut:
     if not policy.can_create_project(principal):
         raise Forbidden("only organisation admins and project managers create projects")
     project_id = uuid.uuid4()
@@ -76,11 +96,13 @@ async def create_project(session: AsyncSession, keyring: KeyRing, principal: Pri
                                    created_by=principal.subject))
     await session.flush()
     await session.refresh(project)
+    if events is not None:
+        await announce_configuration(session, events, project, body.label_schema)
     return to_out(project, body.label_schema)
 
 
 async def update_project(session: AsyncSession, principal: Principal, project_id: Any,
-                         body: ProjectUpdate) -> ProjectOut:
+                         body: ProjectUpdate, *, events: ServiceContext | str | None = None) -> ProjectOut:
     project = await get_project(session, principal, project_id, for_update=True)
     if not policy.can_manage(principal, project):
         raise Forbidden("your role does not allow changing this project")
@@ -108,6 +130,8 @@ async def update_project(session: AsyncSession, principal: Principal, project_id
     project.updated_at = sa.func.now()
     await session.flush()
     await session.refresh(project)
+    if events is not None and changes.keys() & {"label_schema", "overlap", "consensus"}:
+        await announce_configuration(session, events, project, schema)
     return to_out(project, schema)
 
 

@@ -22,7 +22,7 @@ async def create_project(body: ProjectCreate, request: Request,
                          principal: Principal = require("projects.create", roles=MANAGERS)) -> ProjectOut:
     ctx = request.app.state.ctx
     async with ctx.session_factory() as session, session.begin():
-        return await service.create_project(session, keyring(ctx), principal, body)
+        return await service.create_project(session, keyring(ctx), principal, body, events=ctx)
 
 
 @router.get("", response_model=ProjectList, summary="Projects of the caller's organisation it can see")
@@ -47,8 +47,9 @@ async def get_project(project_id: str, request: Request,
 async def update_project(project_id: str, body: ProjectUpdate, request: Request,
                          principal: Principal = require("projects.update", roles=MANAGERS, project_param="project_id",
                                                         project_roles={Role.PROJECT_MANAGER})) -> ProjectOut:
-    async with request.app.state.ctx.session_factory() as session, session.begin():
-        return await service.update_project(session, principal, project_id, body)
+    ctx = request.app.state.ctx
+    async with ctx.session_factory() as session, session.begin():
+        return await service.update_project(session, principal, project_id, body, events=ctx)
 
 
 @router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Archive a project")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .result import AggregationResult
+from .voting import tie_broken_argmax
 
 log = logging.getLogger("quorum.consensus.aggregation")
 
@@ -34,6 +35,8 @@ class TaskPosteriorModel:
     method: str
     vote_mode: bool = False
     vote_smoothing: float = 1.0
+    # (K,) majority vote's tie order (rank per class, smallest wins) recorded by the full fit; None: class order
+    tie_rank: np.ndarray | None = None
 
     @classmethod
     def from_result(cls, result: AggregationResult) -> TaskPosteriorModel:
@@ -46,8 +49,10 @@ class TaskPosteriorModel:
             weights = np.asarray(result.params.get("worker_weights", np.ones(len(n_w))), dtype=np.float64)
             evidence = np.repeat(np.eye(k)[None], len(n_w), axis=0) * weights[:, None, None]
             default = np.eye(k) * (float(np.average(weights, weights=n_w)) if n_w.sum() else 1.0)
+            rank = result.params.get("tie_rank")
             return cls(result.classes, class_index, worker_index, evidence, default,
-                       np.zeros(k), result.method, vote_mode=True)
+                       np.zeros(k), result.method, vote_mode=True,
+                       tie_rank=None if rank is None else np.asarray(rank, dtype=np.int64))
         log_conf = result.params.get("log_confusion")
         if log_conf is None:
             log_conf = np.log(np.clip(workers.confusion, 1e-12, None))
@@ -102,7 +107,11 @@ class TaskPosteriorModel:
         return acc / acc.sum()
 
     def label(self, posterior: np.ndarray) -> tuple[Any, float]:
-        i = int(np.argmax(posterior))
+        """The leading class and its posterior; ties broken as the full fit breaks them (`tie_rank`)."""
+        if self.tie_rank is None:
+            i = int(np.argmax(posterior))
+        else:
+            i = int(tie_broken_argmax(np.asarray(posterior, dtype=np.float64), self.tie_rank)[0])
         return self.classes[i], float(posterior[i])
 
     def worker_confusion(self, worker: Hashable) -> np.ndarray:

@@ -11,7 +11,9 @@ their figures. The service, where a re-submission replaces the previous annotati
 
 Class order: `classes` are the distinct labels (plus any `classes=` given explicitly) sorted with `sorted()`
 (numbers numerically, strings lexicographically; mixed types by `str`). Every tie in every method is broken
-towards the smaller class index, i.e. the first class in this order.
+towards the smaller class index, i.e. the first class in this order — except plain majority vote, which by
+default breaks ties by `first_seen_rank` (the order in which the classes first appear in the answer rows,
+crowd-kit's MajorityVote rule; see voting.py).
 
 Extra evidence:
 - `gold`: task -> label. Methods clamp a gold task's posterior to its label (the task's answer is known) and
@@ -241,6 +243,28 @@ class AnswerMatrix:
         k = self.n_classes
         flat = np.bincount(self.task_idx.astype(np.int64) * k + self.label_idx, minlength=self.n_tasks * k)
         return flat.reshape(self.n_tasks, k).astype(np.float64)
+
+    @cached_property
+    def first_seen_rank(self) -> np.ndarray:
+        """(K,) int64: 0 for the class of the first answer row, 1 for the next class to appear, ...; classes
+        without any answer rank after every answered one, in class order.
+
+        Scans geometrically growing blocks and stops once every class has been seen (usually in the first few
+        rows), so it costs O(n) only when some class never appears.
+        """
+        k, n = self.n_classes, self.n_answers
+        first = np.full(k, n, dtype=np.int64)
+        start, block = 0, 1024
+        while start < n and (first == n).any():
+            chunk = self.label_idx[start:start + block]
+            seen, pos = np.unique(chunk, return_index=True)
+            new = first[seen] == n
+            first[seen[new]] = start + pos[new]
+            start += block
+            block *= 2
+        rank = np.empty(k, dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(k)
+        return rank
 
     @cached_property
     def task_by_worker_label(self) -> sp.csr_matrix:

@@ -73,7 +73,7 @@ class AggregationResult:
     task_ids: np.ndarray
     classes: list
     posterior: np.ndarray  # (n_tasks, K), rows sum to 1
-    label_idx: np.ndarray  # (n_tasks,) argmax, ties -> smaller class index
+    label_idx: np.ndarray  # (n_tasks,) argmax; ties -> smaller class index (majority vote: see voting.py)
     confidence: np.ndarray  # (n_tasks,) posterior of the chosen label
     n_labels: np.ndarray  # (n_tasks,)
     class_prior: np.ndarray  # (K,)
@@ -112,10 +112,12 @@ def argmax_first(posterior: np.ndarray) -> np.ndarray:
 
 
 def build_result(method: str, data: AnswerMatrix, posterior: np.ndarray, confusion: np.ndarray,
-                 class_prior: np.ndarray, skill: np.ndarray | None = None, **extra: Any) -> AggregationResult:
+                 class_prior: np.ndarray, skill: np.ndarray | None = None, label_idx: np.ndarray | None = None,
+                 **extra: Any) -> AggregationResult:
+    """`label_idx`: the method's own choice (a method with another tie-break); default `argmax_first`."""
     posterior = data.clamp_gold(posterior)
     posterior = posterior / posterior.sum(axis=1, keepdims=True)
-    label_idx = argmax_first(posterior)
+    label_idx = argmax_first(posterior) if label_idx is None else np.asarray(label_idx, dtype=np.int32)
     confidence = posterior[np.arange(data.n_tasks), label_idx]
     accuracy = expected_accuracy(confusion, class_prior)
     agree = (data.label_idx == label_idx[data.task_idx]).astype(np.float64)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.consensus.projects.models import projects
 from services.consensus.projects.policy import ProjectRef
 from services.consensus.refits.methods import DEFAULT_METHOD, canonical_method
+from shared.events.catalog import ProjectConfigured
 
 log = logging.getLogger("quorum.consensus.projects")
 
@@ -103,3 +104,25 @@ def learn_from_event(config: ProjectConfig, org_id: str | None, control: str, la
     if classes is not None and current.classes_source != "manager" and current.classes != classes:
         current.classes, current.classes_source, changed = list(classes), "event", True
     return changed
+
+
+def apply_configuration(config: ProjectConfig, org_id: str | None, configured: ProjectConfigured) -> bool:
+    """Fold the api's `project.configured` into the config; True if the aggregation method changed.
+
+    The api is the authority on ownership, the schema's controls and the project's consensus settings. Classes a
+    manager set through this service's settings stay until the schema names different ones."""
+    if org_id:
+        config.org_id = uuid.UUID(org_id)
+    method = canonical_method(configured.consensus_method)
+    method_changed = config.exists and config.method != method
+    config.method = method
+    config.target_confidence = configured.target_confidence
+    config.max_labels = configured.max_labels
+    for name, spec in configured.controls.items():
+        current = config.controls.get(name)
+        if current is not None and current.classes_source == "manager" and spec.classes is None:
+            current.label_type = spec.label_type
+            continue
+        config.controls[name] = ControlConfig(label_type=spec.label_type, classes=spec.classes,
+                                              classes_source="schema" if spec.classes is not None else None)
+    return method_changed

@@ -9,11 +9,14 @@ project at a time. Nothing a replica keeps in memory is needed by another.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import math
+import multiprocessing
 import time
 import uuid
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +53,25 @@ WRITE_CHUNK = 1000
 # After a refit a task is re-announced when its label, status or labels_needed changed, or its confidence
 # moved by more than this (smaller moves are refit noise nobody acts on).
 CONFIDENCE_CHANGE = 1e-3
+
+
+_fit_pool: ProcessPoolExecutor | None = None
+
+
+def fit_pool() -> ProcessPoolExecutor:
+    """One worker process for model fits. In a thread, a fit holds the GIL for tens of milliseconds at a time
+    and every incremental update waiting on the event loop pays for it (it was the p99 of the update
+    latency); in its own process it only competes for a core."""
+    global _fit_pool
+    if _fit_pool is None:
+        _fit_pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    return _fit_pool
+
+
+@atexit.register
+def _shutdown_fit_pool() -> None:
+    if _fit_pool is not None:
+        _fit_pool.shutdown(wait=False, cancel_futures=True)
 
 
 class RefitBusy(Exception):
@@ -199,7 +221,8 @@ async def _refit_locked(ctx: ServiceContext, project_id: uuid.UUID) -> dict[str,
             reviews = await project_reviews(session, project_id, control)
         if not data.tasks:
             continue
-        fit = await asyncio.to_thread(fit_control, config, control, cc.classes, data, gold, reviews)
+        fit = await asyncio.get_running_loop().run_in_executor(
+            fit_pool(), fit_control, config, control, cc.classes, data, gold, reviews)
         async with ctx.session_factory() as session, session.begin():
             version = await save_model(
                 session, project_id=project_id, control=control, method=config.method, classes=fit.classes,
@@ -223,7 +246,7 @@ async def _refit_locked(ctx: ServiceContext, project_id: uuid.UUID) -> dict[str,
 
 def fit_control(config: ProjectConfig, control: str, configured_classes: list | None, data: Any,
                 gold: dict[str, Any], reviews: list[tuple[str, str, Any, Any]]) -> ControlFit:
-    """The CPU part of a refit (runs in a worker thread): fit, parameters, every task's new result."""
+    """The CPU part of a refit (runs in the fit process): fit, parameters, every task's new result."""
     started = time.perf_counter()
     values = [compute.categorical_value(v) for v in data.values]
     gold_values = {t: compute.categorical_value(v) for t, v in gold.items()}
@@ -256,6 +279,9 @@ def fit_control(config: ProjectConfig, control: str, configured_classes: list | 
                         mean_accuracy=mean_weight if method == "weighted_majority_vote" else mean_accuracy,
                         worker_log_confusion=dict(zip(worker_ids, log_conf)),
                         worker_skill=dict(zip(worker_ids, skill.tolist())))
+    if tpm.tie_rank is not None and method == "majority_vote":
+        # the project's first-seen class order, stored with the model so incremental updates break ties as this fit
+        model.tie_order = [classes[i] for i in np.argsort(tpm.tie_rank, kind="stable").tolist()]
     fit_seconds = time.perf_counter() - started
 
     # Every task's posterior under the fitted parameters: the same formula the incremental update uses,
@@ -283,8 +309,8 @@ def fit_control(config: ProjectConfig, control: str, configured_classes: list | 
     needed = _labels_needed_all(config, method, posterior, n_per_task, model)
     task_results: dict[str, tuple[TaskResult, int]] = {}
     for i, task in enumerate(task_ids):
-        task_results[task] = (_result(config, method, classes, posterior[i], int(n_per_task[i]), int(needed[i])),
-                              max_id.get(task, 0))
+        task_results[task] = (_result(config, method, classes, posterior[i], int(n_per_task[i]), int(needed[i]),
+                                      model), max_id.get(task, 0))
     consensus = {t: r.label for t, (r, _) in task_results.items()}
     worker_rows = [{"annotator_id": w, "log_confusion": log_conf[j], "confusion": confusion[j],
                     "skill": float(skill[j]) if math.isfinite(skill[j]) else 0.0,
@@ -294,6 +320,8 @@ def fit_control(config: ProjectConfig, control: str, configured_classes: list | 
              "n_workers": matrix.n_workers, "n_classes": k, "fit_seconds": round(fit_seconds, 4),
              "n_iter": int(result.n_iter), "converged": bool(result.converged),
              "log_likelihood": float(result.log_likelihood) if math.isfinite(result.log_likelihood) else None}
+    if model.tie_order is not None:
+        stats["tie_order"] = compute.jsonable(model.tie_order)
     quality_inputs = {"tasks": data.tasks, "annotators": data.annotators, "values": values, "gold": gold_values,
                       "consensus": consensus, "confusion": dict(zip(worker_ids, confusion)),
                       "class_prior": np.exp(log_prior - log_prior.max()), "classes": classes,
@@ -330,8 +358,8 @@ def _labels_needed_all(config: ProjectConfig, method: str, posterior: np.ndarray
 
 
 def _result(config: ProjectConfig, method: str, classes: list, posterior: np.ndarray, n: int,
-            needed: int) -> TaskResult:
-    top = int(np.argmax(posterior))
+            needed: int, model: FittedModel | None = None) -> TaskResult:
+    top = compute.leading_class(method, classes, posterior, model)
     confidence = float(posterior[top])
     low = confidence < config.target_confidence
     status = "resolved" if not low else ("needs_more_labels" if n < config.max_labels else "insufficient")

@@ -23,7 +23,7 @@ async def latest_models(session: AsyncSession, pairs: set[tuple[uuid.UUID, str]]
     ps, cs = zip(*sorted(pairs))
     rows = (await session.execute(sa.text(f"""
         SELECT DISTINCT ON (m.project_id, m.control) m.project_id, m.control, m.version, m.method, m.classes,
-               m.log_class_prior, m.default_log_confusion, m.mean_accuracy
+               m.log_class_prior, m.default_log_confusion, m.mean_accuracy, m.stats->'tie_order' AS tie_order
         FROM {SCHEMA}.worker_models AS m
         JOIN unnest(CAST(:ps AS uuid[]), CAST(:cs AS text[])) AS k(project_id, control)
           ON m.project_id = k.project_id AND m.control = k.control
@@ -31,7 +31,8 @@ async def latest_models(session: AsyncSession, pairs: set[tuple[uuid.UUID, str]]
         {"ps": [str(p) for p in ps], "cs": list(cs)})).all()
     return {(r.project_id, r.control): FittedModel(
         version=r.version, method=r.method, classes=r.classes, log_class_prior=np.asarray(r.log_class_prior),
-        default_log_confusion=np.asarray(r.default_log_confusion), mean_accuracy=r.mean_accuracy) for r in rows}
+        default_log_confusion=np.asarray(r.default_log_confusion), mean_accuracy=r.mean_accuracy,
+        tie_order=r.tie_order) for r in rows}
 
 
 async def latest_model_row(session: AsyncSession, project_id: uuid.UUID, control: str) -> Any:

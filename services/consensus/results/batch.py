@@ -19,7 +19,6 @@ tasks - other label types, gold, reviews, vote methods, classes the model has no
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import uuid
@@ -30,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,7 +72,7 @@ _STORE_AND_LOAD = sa.text(f"""
         SELECT m.* FROM (SELECT DISTINCT project_id, control FROM new) AS k
         CROSS JOIN LATERAL (
             SELECT w.project_id, w.control, w.version, w.method, w.classes, w.log_class_prior,
-                   w.default_log_confusion, w.mean_accuracy
+                   w.default_log_confusion, w.mean_accuracy, w.stats->'tie_order' AS tie_order
             FROM {SCHEMA}.worker_models AS w WHERE w.project_id = k.project_id AND w.control = k.control
             ORDER BY w.version DESC LIMIT 1) AS m),
     labelled AS (
@@ -118,7 +118,8 @@ _STORE_AND_LOAD = sa.text(f"""
     UNION ALL
     SELECT 'model', mv.project_id, NULL, mv.control, mv.method, mv.classes, mv.version,
            jsonb_build_object('log_class_prior', mv.log_class_prior,
-                              'default_log_confusion', mv.default_log_confusion), mv.mean_accuracy, NULL
+                              'default_log_confusion', mv.default_log_confusion,
+                              'tie_order', mv.tie_order), mv.mean_accuracy, NULL
     FROM mv""")
 
 _RESULT_COLS = ("label", "confidence", "posterior", "method", "n_labels", "low_confidence", "labels_needed", "status",
@@ -157,6 +158,10 @@ _WRITE_AND_ANNOUNCE = sa.text(f"""
     SELECT project_id, task_id, control, version FROM hist
     UNION ALL
     SELECT NULL, NULL, NULL, NULL FROM (SELECT pg_notify(:channel, '') FROM staged LIMIT 1) AS woken""")
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    return orjson.dumps(rows).decode()
 
 
 async def lock_and_load_configs(session: AsyncSession, keys: Iterable[TaskKey],
@@ -200,7 +205,7 @@ async def store_and_load_evidence(session: AsyncSession, new: Sequence[NewLabel]
     rows = [{"annotation_id": n.annotation_id, "project_id": str(n.key.project_id), "task_id": n.key.task_id,
              "control": n.key.control, "annotator_id": n.annotator_id, "label_type": n.label_type,
              "value": n.value, "submitted_at": n.submitted_at.isoformat()} for n in new]
-    result = (await session.execute(_STORE_AND_LOAD, {"rows": json.dumps(rows)})).all()
+    result = (await session.execute(_STORE_AND_LOAD, {"rows": _json(rows)})).all()
     candidates: dict[TaskKey, list[_Candidate]] = defaultdict(list)
     evidence: dict[TaskKey, TaskEvidence] = {}
     models: dict[tuple[uuid.UUID, str], FittedModel] = {}
@@ -213,7 +218,7 @@ async def store_and_load_evidence(session: AsyncSession, new: Sequence[NewLabel]
                 version=r.num, method=r.who, classes=r.value,
                 log_class_prior=np.asarray(r.extra["log_class_prior"], dtype=np.float64),
                 default_log_confusion=np.asarray(r.extra["default_log_confusion"], dtype=np.float64),
-                mean_accuracy=r.score)
+                mean_accuracy=r.score, tie_order=r.extra.get("tie_order"))
             continue
         key = TaskKey(r.project_id, r.task_id, r.control)
         ev = evidence.get(key)
@@ -403,7 +408,7 @@ async def write_and_announce(session: AsyncSession, items: Sequence[tuple[TaskKe
                      "status": r.status, "model_version": r.model_version, "source": source, "max_label_id": max_id,
                      "event_id": envelope.id, "envelope": envelope.model_dump(mode="json")})
     written = (await session.execute(_WRITE_AND_ANNOUNCE, {
-        "superseded": list(superseded), "rows": json.dumps(rows, allow_nan=False), "stream": stream,
+        "superseded": list(superseded), "rows": _json(rows), "stream": stream,
         "channel": notify_channel(outbox)})).all()
     by_key = {k: r for k, r, _ in items}
     out = []

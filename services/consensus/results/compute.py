@@ -25,6 +25,7 @@ import numpy as np
 
 from services.consensus.aggregation import UNREACHABLE, TaskPosteriorModel, other_types
 from services.consensus.aggregation import labels_needed as aggregation_labels_needed
+from services.consensus.aggregation.voting import tie_broken_argmax
 
 log = logging.getLogger("quorum.consensus.results")
 
@@ -117,6 +118,9 @@ class FittedModel:
     mean_accuracy: float
     worker_log_confusion: dict[str, np.ndarray] = field(default_factory=dict)
     worker_skill: dict[str, float] = field(default_factory=dict)
+    # majority vote only: the classes in the order they first appeared in the project's labels (the fit's
+    # tie-break, aggregation.voting); None for other methods
+    tie_order: list | None = None
 
 
 @dataclass
@@ -244,11 +248,23 @@ def _status(confidence: float, target: float, n_labels: int, max_labels: int) ->
     return True, ("needs_more_labels" if n_labels < max_labels else "insufficient")
 
 
+def leading_class(method: str, classes: list, posterior: np.ndarray, model: FittedModel | None) -> int:
+    """Index of the consensus class. Ties: majority vote as its last full fit broke them (classes in the order
+    they first appeared in the project; classes that appeared only since, after those, in class order; before
+    the first fit, class order); every other method the first class in sorted order, as `np.argmax`."""
+    tie_order = model.tie_order if model is not None and method == "majority_vote" else None
+    if not tie_order:
+        return int(np.argmax(posterior))
+    position = {c: i for i, c in enumerate(tie_order)}
+    rank = np.array([position.get(c, len(tie_order) + i) for i, c in enumerate(classes)], dtype=np.int64)
+    return int(tie_broken_argmax(np.asarray(posterior, dtype=np.float64), rank)[0])
+
+
 def categorical_result(method: str, classes: list, answers: Sequence[tuple[str, Any]],
                        model: FittedModel | None, *, target: float, max_labels: int, gold: Any = None,
                        reviews: Sequence[Review] = ()) -> TaskResult:
     posterior = categorical_posterior(method, classes, answers, model, gold=gold, reviews=reviews)
-    top = int(np.argmax(posterior))  # ties: the first class in sorted order, as every aggregation method
+    top = leading_class(method, classes, posterior, model)
     confidence = float(posterior[top])
     n = len(answers)
     low, status = _status(confidence, target, n, max_labels)

@@ -122,7 +122,7 @@ def compute_task(config: ProjectConfig, key: TaskKey, ev: TaskEvidence, model: F
                             log_class_prior=model.log_class_prior,
                             default_log_confusion=model.default_log_confusion, mean_accuracy=model.mean_accuracy,
                             worker_log_confusion={a: np.asarray(v) for a, v in ev.worker_log_confusion.items()},
-                            worker_skill=ev.worker_skill)
+                            worker_skill=ev.worker_skill, tie_order=model.tie_order)
     return compute.categorical_result(config.method, classes, answers, model, target=config.target_confidence,
                                       max_labels=config.max_labels, gold=gold, reviews=reviews)
 

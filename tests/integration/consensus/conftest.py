@@ -111,6 +111,22 @@ class ConsensusEnv:
             return found if len(found) >= count else None
         return await wait_until(enough, timeout=timeout)
 
+    async def wait_handled(self, *envelopes: Envelope, timeout: float = 15.0) -> None:
+        """Until the consumer has committed these events (their ids are in its inbox). Batches of different
+        tasks may commit out of stream order, so a later event is no proof that an earlier one was handled."""
+        import sqlalchemy as sa
+
+        from services.consensus.db import inbox
+
+        ids = {e.id for e in envelopes}
+
+        async def done() -> bool | None:
+            async with self.ctx.session_factory() as session:
+                found = (await session.execute(sa.select(sa.func.count()).select_from(inbox)
+                                               .where(inbox.c.event_id.in_(ids)))).scalar_one()
+            return True if found == len(ids) else None
+        await wait_until(done, timeout=timeout)
+
     async def task(self, task: str) -> dict[str, Any]:
         response = await self.client.get(f"{self.base}/tasks/{task}", headers=self.manager())
         assert response.status_code == 200, response.text

@@ -41,9 +41,8 @@ async def test_duplicate_delivery_is_counted_once(consensus) -> None:  # noqa: A
     again = consensus.annotation("dup", "ann-1", "dog", classes=CLASSES,
                                  annotation_id=envelope.payload["annotation_id"])
     await consensus.publish(again)
-    await consensus.submit("sentinel", "ann-9", "cat", classes=CLASSES)
-    await consensus.wait_published(task_id="sentinel")  # one stream, in order: the duplicates were handled first
-    updates = await consensus.published(task_id="dup")
+    await consensus.wait_handled(envelope, again)
+    updates = await consensus.wait_published(task_id="dup")
     assert len(updates) == 1 and updates[0]["n_labels"] == 1
     result = (await consensus.task("dup"))["results"][0]
     assert result["n_labels"] == 1 and result["version"] == 1
@@ -61,11 +60,10 @@ async def test_resubmission_replaces_the_annotators_earlier_label(consensus) -> 
 
 
 async def test_labels_outside_the_schema_are_ignored(consensus, caplog) -> None:  # noqa: ANN001
-    await consensus.submit("odd", "ann-1", "horse", classes=CLASSES)
-    await consensus.submit("odd", "ann-2", {"unexpected": "shape"}, classes=CLASSES)
-    await consensus.submit("odd", "ann-3", "x", label_type="hologram")
-    await consensus.submit("sentinel-2", "ann-9", "cat", classes=CLASSES)
-    await consensus.wait_published(task_id="sentinel-2")
+    odd = [await consensus.submit("odd", "ann-1", "horse", classes=CLASSES),
+           await consensus.submit("odd", "ann-2", {"unexpected": "shape"}, classes=CLASSES),
+           await consensus.submit("odd", "ann-3", "x", label_type="hologram")]
+    await consensus.wait_handled(*odd)
     assert await consensus.published(task_id="odd") == []
     missing = await consensus.client.get(f"{consensus.base}/tasks/odd", headers=consensus.manager())
     assert missing.status_code == 404

@@ -106,3 +106,47 @@ async def test_projects_are_scoped_to_their_organisation(ingest: IngestEnv) -> N
     r = await ingest.client.post("/api/v1/projects", json={"name": "x", "label_schema": TEXT_SCHEMA},
                                  headers=annotator)
     assert r.status_code == 403
+
+
+async def _configured_events(ingest: IngestEnv, project_id: str) -> list[dict[str, Any]]:
+    import json
+
+    import sqlalchemy as sa
+
+    from services.api.db import outbox
+
+    async with ingest.ctx.session_factory() as session:
+        rows = (await session.execute(sa.select(outbox.c.envelope).where(
+            outbox.c.type == "project.configured").order_by(outbox.c.seq))).all()
+    envelopes = [json.loads(raw) for (raw,) in rows]
+    return [e for e in envelopes if e["project_id"] == project_id]
+
+
+async def test_project_configuration_is_announced_to_the_other_services(ingest: IngestEnv) -> None:
+    body = {"name": "announced", "label_schema": FULL_SCHEMA, "overlap": 3,
+            "consensus": {"method": "glad", "target_confidence": 0.9, "max_labels": 7}}
+    r = await ingest.client.post("/api/v1/projects", json=body, headers=await ingest.manager())
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    [created] = await _configured_events(ingest, pid)
+    assert created["org_id"] == ingest.org_id and created["type"] == "project.configured"
+    payload = created["payload"]
+    assert payload["consensus_method"] == "glad" and payload["overlap"] == 3 and payload["max_labels"] == 7
+    assert payload["controls"]["topic"] == {"label_type": "single_choice", "classes": ["a", "b"]}
+    assert payload["controls"]["quality"] == {"label_type": "rating", "classes": None}
+
+    headers = await ingest.manager()
+    r = await ingest.client.patch(f"/api/v1/projects/{pid}", json={"name": "renamed"}, headers=headers)
+    assert r.status_code == 200 and len(await _configured_events(ingest, pid)) == 1  # nothing others act on
+    r = await ingest.client.patch(f"/api/v1/projects/{pid}", headers=headers, json={
+        "consensus": {"method": "default", "target_confidence": 0.8, "max_labels": 5}})
+    assert r.status_code == 200, r.text
+    latest = (await _configured_events(ingest, pid))[-1]["payload"]
+    assert latest["consensus_method"] == "default" and latest["schema_version"] == 1
+
+
+async def test_unknown_consensus_method_is_a_clear_422(ingest: IngestEnv) -> None:
+    body = {"name": "bad", "label_schema": FULL_SCHEMA, "consensus": {"method": "coin_flip"}}
+    r = await ingest.client.post("/api/v1/projects", json=body, headers=await ingest.manager())
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    assert "consensus" in r.text and "method" in r.text

@@ -134,15 +134,19 @@ EDGE_ROWS = [
 ]
 
 
-def test_majority_vote_ties_go_to_the_first_class_and_confidence_is_smoothed():
+def test_majority_vote_ties_go_to_the_label_seen_first_and_confidence_is_smoothed():
     data = small(EDGE_ROWS)
     assert data.classes == ["cat", "dog", "fish"]
     r = METHODS["majority_vote"](data)
     row = {t: r.task_row(i) for i, t in enumerate(data.task_ids)}
-    assert row["tie"]["label"] == "cat"
+    # "dog" is the first label in the rows, then "cat", then "fish"
+    assert row["tie"]["label"] == "dog"
     assert row["tie"]["posterior"]["cat"] == pytest.approx(row["tie"]["posterior"]["dog"])
     assert row["single"]["label"] == "dog" and row["single"]["confidence"] == pytest.approx(2 / 4)
-    assert row["split"]["label"] == "cat" and row["split"]["confidence"] == pytest.approx(1 / 3)
+    assert row["split"]["label"] == "dog" and row["split"]["confidence"] == pytest.approx(1 / 3)
+    by_class = METHODS["majority_vote"](data, ties="class_order")
+    assert by_class.label_of("tie") == "cat" and by_class.label_of("split") == "cat"
+    np.testing.assert_allclose(by_class.posterior, r.posterior)
     assert row["clear"]["confidence"] == pytest.approx(5 / 7)
     assert row["single"]["n_labels"] == 1 and row["clear"]["n_labels"] == 4
 
