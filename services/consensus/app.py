@@ -11,6 +11,7 @@ from services.consensus.agreement.views import router as agreement_router
 from services.consensus.consumer import BatchingConsumer
 from services.consensus.db import inbox, outbox, received_pings
 from services.consensus.labels import handlers
+from services.consensus.predictions.handlers import handle_predictions
 from services.consensus.projects.handlers import handle_project_configured
 from services.consensus.projects.views import router as settings_router
 from services.consensus.quality.views import router as quality_router
@@ -54,6 +55,9 @@ def build_spec(settings: Settings | None = None) -> ServiceSpec:
     async def on_gold(session, envelope) -> None:  # noqa: ANN001
         await handlers.handle_gold(session, envelope, stream=stream)
 
+    async def on_predictions(session, envelope) -> None:  # noqa: ANN001
+        await handle_predictions(session, envelope, stream=stream)
+
     def make_consumer(**kwargs: Any) -> BatchingConsumer:
         return BatchingConsumer(batch_handlers={ANNOTATION_SUBMITTED: on_annotations}, **kwargs)
 
@@ -68,6 +72,7 @@ def build_spec(settings: Settings | None = None) -> ServiceSpec:
             ANNOTATION_SUBMITTED: on_annotation,
             "review.submitted": on_review,
             "gold.set": on_gold,
+            "predictions.imported": on_predictions,
         })],
         background=[refit_loop],
         on_startup=[freeze_startup_heap],

@@ -65,6 +65,25 @@ class TasksImported(Payload):
     schema_version: int = 1
 
 
+class PredictedChoice(Payload):
+    task_id: str
+    control: str = Field(description="name of the single_choice control the prediction answers")
+    model_version: str | None = None
+    value: Any = Field(description="the predicted option (one of the control's classes)")
+    score: float | None = Field(default=None, ge=0.0, le=1.0,
+                                description="the model's confidence in `value`; absent: consumers assume a default")
+
+
+class PredictionsImported(Payload):
+    """Model predictions (pre-labels) of single_choice controls for tasks just imported: one event per committed
+    import chunk, next to its `tasks.imported`. Consumers use them as per-task priors (the latest per task and
+    control wins)."""
+
+    project_id: str
+    dataset_id: str | None = None
+    predictions: list[PredictedChoice]
+
+
 class TaskDeleted(Payload):
     task_id: str
     project_id: str
@@ -153,6 +172,7 @@ EVENT_TYPES: dict[str, dict[int, type[Payload]]] = {
     "project.configured": {1: ProjectConfigured},
     "task.created": {1: TaskCreated},
     "tasks.imported": {1: TasksImported},
+    "predictions.imported": {1: PredictionsImported},
     "task.deleted": {1: TaskDeleted},
     "annotation.submitted": {1: AnnotationSubmitted},
     "review.submitted": {1: ReviewSubmitted},

@@ -31,6 +31,7 @@ from services.consensus.aggregation.matrix import AnswerMatrix, _sorted_classes
 from services.consensus.events import PRODUCER, publish_many
 from services.consensus.labels.models import labels
 from services.consensus.labels.service import TaskKey, project_gold, project_labels, project_reviews
+from services.consensus.predictions.service import project_predictions
 from services.consensus.projects.service import ProjectConfig, load_config
 from services.consensus.quality import service as quality_service
 from services.consensus.refits.methods import METHODS
@@ -219,10 +220,11 @@ async def _refit_locked(ctx: ServiceContext, project_id: uuid.UUID) -> dict[str,
             data = await project_labels(session, project_id, control)
             gold = await project_gold(session, project_id, control)
             reviews = await project_reviews(session, project_id, control)
+            predictions = await project_predictions(session, project_id, control) if data.tasks else {}
         if not data.tasks:
             continue
         fit = await asyncio.get_running_loop().run_in_executor(
-            fit_pool(), fit_control, config, control, cc.classes, data, gold, reviews)
+            fit_pool(), fit_control, config, control, cc.classes, data, gold, reviews, predictions)
         async with ctx.session_factory() as session, session.begin():
             version = await save_model(
                 session, project_id=project_id, control=control, method=config.method, classes=fit.classes,
@@ -245,16 +247,27 @@ async def _refit_locked(ctx: ServiceContext, project_id: uuid.UUID) -> dict[str,
 
 
 def fit_control(config: ProjectConfig, control: str, configured_classes: list | None, data: Any,
-                gold: dict[str, Any], reviews: list[tuple[str, str, Any, Any]]) -> ControlFit:
-    """The CPU part of a refit (runs in the fit process): fit, parameters, every task's new result."""
+                gold: dict[str, Any], reviews: list[tuple[str, str, Any, Any]],
+                predictions: dict[str, tuple[Any, float | None]] | None = None) -> ControlFit:
+    """The CPU part of a refit (runs in the fit process): fit, parameters, every task's new result.
+
+    `predictions`: task -> a model's (predicted value, score), every method's per-task prior (the one-coin
+    vector of `compute.prediction_vector`, as the incremental update uses it); values outside the classes
+    are ignored with a log."""
     started = time.perf_counter()
     values = [compute.categorical_value(v) for v in data.values]
     gold_values = {t: compute.categorical_value(v) for t, v in gold.items()}
     classes = _sorted_classes(dict.fromkeys([*(configured_classes or []), *values, *gold_values.values()]))
+    class_index = {c: i for i, c in enumerate(classes)}
+    priors: dict[str, np.ndarray] = {}
+    for task, (value, score) in (predictions or {}).items():
+        vector = compute.prediction_vector(class_index, _maybe(value), score, task=task)
+        if vector is not None:
+            priors[task] = vector
     matrix = AnswerMatrix.from_triples(tasks=data.tasks, workers=data.annotators, labels=values, classes=classes,
-                                       gold=gold_values, duplicates="last")
+                                       gold=gold_values, predictions=priors, duplicates="last")
     method = config.method
-    result = METHODS[method](matrix)
+    result = METHODS[method](matrix, prediction_weight=compute.PREDICTION_WEIGHT)
     k = len(classes)
     wq = result.workers
     confusion = np.asarray(wq.confusion, dtype=np.float64)
@@ -289,7 +302,7 @@ def fit_control(config: ProjectConfig, control: str, configured_classes: list | 
     if tpm.vote_mode:
         posterior = result.posterior
     else:
-        posterior, _ = e_step(matrix, log_conf, log_prior, None)
+        posterior, _ = e_step(matrix, log_conf, log_prior, matrix.task_log_prior(compute.PREDICTION_WEIGHT))
     reviews_by_task: dict[str, list[Review]] = defaultdict(list)
     for task, verdict, value, corrected in reviews:
         reviews_by_task[task].append(Review(verdict, _maybe(value), _maybe(corrected)))
@@ -305,7 +318,8 @@ def fit_control(config: ProjectConfig, control: str, configured_classes: list | 
     for i, task in enumerate(task_ids):
         if task in reviews_by_task:
             posterior[i] = compute.categorical_posterior(method, classes, answers_by_task[task], model,
-                                                         gold=gold_values.get(task), reviews=reviews_by_task[task])
+                                                         gold=gold_values.get(task), reviews=reviews_by_task[task],
+                                                         prediction=priors.get(task))
     needed = _labels_needed_all(config, method, posterior, n_per_task, model)
     task_results: dict[str, tuple[TaskResult, int]] = {}
     for i, task in enumerate(task_ids):

@@ -6,8 +6,8 @@ One batch (one transaction of the consumer) runs:
 1. `lock_and_load_configs`: the advisory locks of every task in the batch (sorted: no deadlock) and the
    projects' configurations, in one statement.
 2. `store_and_load_evidence`: the multi-row label insert, the latest fitted model of each (project, control),
-   and every touched task's labels (the stored ones plus the ones just inserted), gold, reviews and current
-   result, in one statement. It runs after the locks, so its snapshot holds every committed label of the
+   and every touched task's labels (the stored ones plus the ones just inserted), gold, reviews, model
+   prediction and current result, in one statement. It runs after the locks, so its snapshot holds every committed label of the
    tasks; which label of an annotator is superseded is decided in Python from that snapshot.
 3. `write_and_announce`: superseded flags, the new result versions with their history rows, the outbox rows
    announcing them and the NOTIFY that wakes the relay, in one statement.
@@ -41,7 +41,8 @@ from services.consensus.projects.service import ProjectConfig
 from services.consensus.results import compute
 from services.consensus.results.compute import FittedModel, Review, TaskResult
 from services.consensus.results.models import consensus_results
-from services.consensus.results.service import TaskEvidence, Written, _classes, changed, compute_task, updated_event
+from services.consensus.results.service import (TaskEvidence, Written, _classes, _maybe_class, changed, compute_task,
+                                                updated_event)
 from shared.events.outbox import notify_channel
 
 log = logging.getLogger("quorum.consensus.results")
@@ -106,6 +107,11 @@ _STORE_AND_LOAD = sa.text(f"""
         SELECT l.value FROM {SCHEMA}.labels AS l WHERE l.annotation_id = r.annotation_id AND l.control = keys.control
         UNION ALL
         SELECT i.value FROM ins AS i WHERE i.annotation_id = r.annotation_id AND i.control = keys.control) AS l
+    UNION ALL
+    SELECT 'prediction', p.project_id, p.task_id, p.control, NULL, p.value, NULL, NULL, p.score, NULL
+    FROM keys CROSS JOIN LATERAL (
+        SELECT * FROM {SCHEMA}.predictions AS p WHERE p.project_id = keys.project_id AND p.task_id = keys.task_id
+                                                  AND p.control = keys.control OFFSET 0) AS p
     UNION ALL
     SELECT 'current', c.project_id, c.task_id, c.control, NULL, c.label, c.version,
            jsonb_build_object('confidence', c.confidence, 'n_labels', c.n_labels, 'status', c.status,
@@ -233,6 +239,8 @@ async def store_and_load_evidence(session: AsyncSession, new: Sequence[NewLabel]
             ev.gold = r.value
         elif kind == "review":
             ev.reviews.append(Review(verdict=r.who, annotation_value=r.value, corrected_value=r.extra))
+        elif kind == "prediction":
+            ev.prediction = (r.value, r.score)
         else:
             ev.current = {"label": r.value, **r.extra}
             ev.current_version = r.num
@@ -337,6 +345,12 @@ def _categorical_group(config: ProjectConfig, control: str, members: list[tuple[
                 other_labels.append(index[value])
     acc = log_prior + _sum_by_task(np.stack(tables)[known_tables, known_labels], known_tasks, len(members), k)
     acc += _sum_by_task(tables[0][other_labels], other_tasks, len(members), k)
+    for t, (key, _) in enumerate(members):  # a model's prediction: a prior added last, as the per-task model does
+        predicted = evidence[key].prediction
+        if predicted is not None:
+            vector = compute.prediction_vector(index, _maybe_class(predicted[0]), predicted[1], task=key.task_id)
+            if vector is not None:
+                acc[t] += compute.PREDICTION_WEIGHT * np.log(np.clip(vector, 1e-6, 1.0))
     posterior = np.empty_like(acc)
     for i, row in enumerate(acc):  # row by row: numpy's exp over a long array may differ in the last bit
         row -= row.max()

@@ -5,8 +5,8 @@ the pooled confusion for annotators the fit has not seen, and the class prior, s
 evaluated by the aggregation package's `TaskPosteriorModel`: the task's posterior is one E-step over its
 own labels, exactly what the full model says for that task given the fitted parameters. Before the first
 fit a one-coin model with DEFAULT_ACCURACY stands in. Majority vote and weighted majority vote are the
-Laplace-smoothed vote shares (vote mode). Reviews enter as a prior; a gold label fixes the answer. Other label
-types are aggregated from the task's labels alone with `aggregation.other_types`.
+Laplace-smoothed vote shares (vote mode). Reviews and a model's prediction enter as a prior; a gold label fixes
+the answer. Other label types are aggregated from the task's labels alone with `aggregation.other_types`.
 
 `labels_needed`: the aggregation package's estimate of how many more labels from a typical annotator lift
 the leader to the project's target, capped by `max_labels` (vote methods: the exact vote count).
@@ -25,6 +25,7 @@ import numpy as np
 
 from services.consensus.aggregation import UNREACHABLE, TaskPosteriorModel, other_types
 from services.consensus.aggregation import labels_needed as aggregation_labels_needed
+from services.consensus.aggregation.matrix import _prediction_vector
 from services.consensus.aggregation.voting import tie_broken_argmax
 
 log = logging.getLogger("quorum.consensus.results")
@@ -32,6 +33,8 @@ log = logging.getLogger("quorum.consensus.results")
 DEFAULT_ACCURACY = 0.7  # one-coin accuracy assumed for everyone until the first fit
 REVIEW_ACCURACY = 0.95  # a reviewer's accept / correction, as evidence about the truth
 REJECTED_FACTOR = 0.2  # likelihood ratio a rejection applies to the rejected value
+DEFAULT_PREDICTION_SCORE = 0.6  # a model prediction that came without a score: barely better than a guess
+PREDICTION_WEIGHT = 1.0  # a prediction's prior counts once, like one more piece of evidence (refits likewise)
 
 CATEGORICAL = "categorical"
 MULTILABEL = "multilabel"
@@ -205,12 +208,38 @@ def review_prior(classes: list, reviews: Sequence[Review]) -> np.ndarray | None:
     return _softmax(log_evidence) if used else None
 
 
+def prediction_vector(class_index: dict[Hashable, int], value: Any, score: float | None, *,
+                      task: str | None = None) -> np.ndarray | None:
+    """A model's predicted class as a prior over the classes (one-coin: `score` on the value, the rest spread
+    evenly over the other classes; no score counts as DEFAULT_PREDICTION_SCORE) - the vector the aggregation
+    package builds for a (label, confidence) prediction, so refits and incremental updates use the same prior.
+    None, with a log, for a value outside the classes (a schema change since the import)."""
+    if value not in class_index:
+        log.warning("ignoring a prediction outside the control's classes for task %s: %r", task, value)
+        return None
+    confidence = DEFAULT_PREDICTION_SCORE if score is None else min(max(float(score), 0.0), 1.0)
+    return _prediction_vector((value, confidence), class_index, len(class_index))
+
+
+def task_prior(classes: list, reviews: Sequence[Review], prediction: np.ndarray | None) -> np.ndarray | None:
+    """The reviews' prior and the model's prediction, combined as independent evidence (None without either)."""
+    prior = review_prior(classes, reviews)
+    if prediction is None:
+        return prior
+    if prior is None:
+        return prediction
+    combined = prior * prediction
+    return combined / combined.sum()
+
+
 def categorical_posterior(method: str, classes: list, answers: Sequence[tuple[str, Any]],
                           model: FittedModel | None, *, gold: Any = None,
-                          reviews: Sequence[Review] = ()) -> np.ndarray:
-    """Posterior over `classes` (which must include every answered value) for one task."""
+                          reviews: Sequence[Review] = (), prediction: np.ndarray | None = None) -> np.ndarray:
+    """Posterior over `classes` (which must include every answered value) for one task; `prediction`: a prior
+    over `classes` from a model (`prediction_vector`)."""
     tpm = task_model(method, classes, answers, model)
-    return tpm.posterior(answers, gold=gold, prediction=review_prior(classes, reviews))
+    return tpm.posterior(answers, gold=gold, prediction=task_prior(classes, reviews, prediction),
+                         prediction_weight=PREDICTION_WEIGHT)
 
 
 def _same_classes(a: list, b: list) -> bool:
@@ -262,8 +291,9 @@ def leading_class(method: str, classes: list, posterior: np.ndarray, model: Fitt
 
 def categorical_result(method: str, classes: list, answers: Sequence[tuple[str, Any]],
                        model: FittedModel | None, *, target: float, max_labels: int, gold: Any = None,
-                       reviews: Sequence[Review] = ()) -> TaskResult:
-    posterior = categorical_posterior(method, classes, answers, model, gold=gold, reviews=reviews)
+                       reviews: Sequence[Review] = (), prediction: np.ndarray | None = None) -> TaskResult:
+    posterior = categorical_posterior(method, classes, answers, model, gold=gold, reviews=reviews,
+                                      prediction=prediction)
     top = leading_class(method, classes, posterior, model)
     confidence = float(posterior[top])
     n = len(answers)

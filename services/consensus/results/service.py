@@ -38,6 +38,7 @@ class TaskEvidence:
     max_label_id: int = 0
     gold: Any = None
     reviews: list[Review] = field(default_factory=list)
+    prediction: tuple[Any, float | None] | None = None  # a model's (predicted value, score)
     current: dict[str, Any] | None = None
     current_version: int = 0
 
@@ -52,7 +53,8 @@ class Written:
 
 async def load_evidence(session: AsyncSession, keys: Sequence[TaskKey],
                         models: dict[tuple[uuid.UUID, str], FittedModel]) -> dict[TaskKey, TaskEvidence]:
-    """Labels (with each annotator's fitted parameters), gold, reviews and the current result: one round trip."""
+    """Labels (with each annotator's fitted parameters), gold, reviews, the model's prediction and the current
+    result: one round trip."""
     pairs = sorted(models)
     rows = (await session.execute(sa.text(f"""
         WITH keys AS (SELECT * FROM unnest(CAST(:kp AS uuid[]), CAST(:kt AS text[]), CAST(:kc AS text[]))
@@ -74,6 +76,10 @@ async def load_evidence(session: AsyncSession, keys: Sequence[TaskKey],
         SELECT 'review', r.project_id, r.task_id, l.control, r.verdict, l.value, NULL, r.corrected_value, NULL
         FROM keys JOIN {SCHEMA}.reviews AS r ON r.project_id = keys.project_id AND r.task_id = keys.task_id
         JOIN {SCHEMA}.labels AS l ON l.annotation_id = r.annotation_id AND l.control = keys.control
+        UNION ALL
+        SELECT 'prediction', p.project_id, p.task_id, p.control, NULL, p.value, NULL, NULL, p.score
+        FROM keys JOIN {SCHEMA}.predictions AS p ON p.project_id = keys.project_id AND p.task_id = keys.task_id
+                                                AND p.control = keys.control
         UNION ALL
         SELECT 'current', c.project_id, c.task_id, c.control, NULL, c.label, c.version,
                jsonb_build_object('confidence', c.confidence, 'n_labels', c.n_labels, 'status', c.status,
@@ -98,6 +104,8 @@ async def load_evidence(session: AsyncSession, keys: Sequence[TaskKey],
             ev.gold = r.value
         elif r.kind == "review":
             ev.reviews.append(Review(verdict=r.who, annotation_value=r.value, corrected_value=r.extra))
+        elif r.kind == "prediction":
+            ev.prediction = (r.value, r.score)
         else:
             ev.current = {"label": r.value, **r.extra}
             ev.current_version = r.num
@@ -117,6 +125,11 @@ def compute_task(config: ProjectConfig, key: TaskKey, ev: TaskEvidence, model: F
     reviews = [Review(r.verdict, _maybe_class(r.annotation_value), _maybe_class(r.corrected_value))
                for r in ev.reviews]
     classes = _classes(control.classes, model, [v for _, v in answers], gold)
+    prediction = None
+    if ev.prediction is not None:
+        value = _maybe_class(ev.prediction[0])
+        prediction = compute.prediction_vector({c: i for i, c in enumerate(classes)}, value, ev.prediction[1],
+                                               task=key.task_id)
     if model is not None:
         model = FittedModel(version=model.version, method=model.method, classes=model.classes,
                             log_class_prior=model.log_class_prior,
@@ -124,7 +137,8 @@ def compute_task(config: ProjectConfig, key: TaskKey, ev: TaskEvidence, model: F
                             worker_log_confusion={a: np.asarray(v) for a, v in ev.worker_log_confusion.items()},
                             worker_skill=ev.worker_skill, tie_order=model.tie_order)
     return compute.categorical_result(config.method, classes, answers, model, target=config.target_confidence,
-                                      max_labels=config.max_labels, gold=gold, reviews=reviews)
+                                      max_labels=config.max_labels, gold=gold, reviews=reviews,
+                                      prediction=prediction)
 
 
 def _maybe_class(value: Any) -> Any:
