@@ -26,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.api.erasure.models import Erasure
 from services.api.events import publish_event
 from services.api.imports.models import ImportOperation, ImportRowError
+from services.api.imports.pipeline import decrypt_task_payload, encrypt_task_payload
+from services.api.keys.models import DataKey
 from services.api.keys.service import data_key_store, keyring, project_keys
 from services.api.media import audit
 from services.api.media.audit import Actor, RequestMeta
@@ -57,7 +59,7 @@ def task_scope(task_id: uuid.UUID | str) -> str:
 
 
 def dataset_scopes(dataset_id: uuid.UUID | str) -> list[str]:
-    return [f"dataset:{dataset_id}", f"import:{dataset_id}"]
+    return [f"dataset:{dataset_id}", f"import:{dataset_id}", f"import-tasks:{dataset_id}"]
 
 
 async def _erase_task_batch(session: AsyncSession, ctx: ServiceContext, project: ProjectRef,
@@ -73,6 +75,7 @@ async def _erase_task_batch(session: AsyncSession, ctx: ServiceContext, project:
         sa.select(Media.id, Media.data_key_id, Media.blob_key)
         .where(Media.project_id == uuid.UUID(project.id), Media.task_id.in_(task_ids))
         .with_for_update())).all() if task_ids else []
+    await _rekey_siblings(session, ctx, {t.key_id for t in tasks}, found)
     key_ids = [t.key_id for t in tasks] + [t.original_key_id for t in tasks if t.original_key_id] + \
               [m.data_key_id for m in media]
     report.keys_destroyed += await _destroy_keys(session, key_ids)
@@ -94,9 +97,37 @@ async def _erase_task_batch(session: AsyncSession, ctx: ServiceContext, project:
     return [m.blob_key for m in media]
 
 
-async def _destroy_keys(session: AsyncSession, key_ids: Sequence[str]) -> int:
-    from services.api.keys.models import DataKey
+async def _rekey_siblings(session: AsyncSession, ctx: ServiceContext, key_ids: set[str],
+                          erased: Sequence[uuid.UUID]) -> int:
+    """Tasks imported together share a data key (`import_tasks_per_data_key`). Before a shared key is destroyed,
+    its live tasks that are not being erased move to a fresh key: decrypted with the old one, encrypted with
+    the new one, in the erasure's transaction. Returns how many tasks were re-encrypted."""
+    if not key_ids:
+        return 0
+    siblings = (await session.execute(
+        sa.select(Task.id, Task.key_id, Task.data_enc)
+        .where(Task.key_id.in_(sorted(key_ids)), Task.erased_at.is_(None), Task.id.not_in(list(erased)))
+        .order_by(Task.id).with_for_update())).all()
+    if not siblings:
+        return 0
+    keys = data_key_store(ctx)
+    fresh_keys: dict[str, tuple[str, bytes]] = {}
+    old_keys: dict[str, bytes] = {}
+    updates = []
+    for task_id, old_key_id, blob in siblings:
+        if old_key_id not in old_keys:
+            old_keys[old_key_id] = await keys.get(old_key_id, session=session)
+            scope = (await session.execute(sa.select(DataKey.scope).where(DataKey.id == old_key_id))).scalar_one()
+            fresh_keys[old_key_id] = await keys.create(scope, session=session)
+        new_key_id, new_dek = fresh_keys[old_key_id]
+        payload = decrypt_task_payload(old_keys[old_key_id], task_id, blob, purpose="data")
+        updates.append({"id": task_id, "key_id": new_key_id,
+                        "data_enc": encrypt_task_payload(new_dek, task_id, payload, purpose="data")})
+    await session.execute(sa.update(Task), updates)  # ORM bulk UPDATE by primary key
+    return len(updates)
 
+
+async def _destroy_keys(session: AsyncSession, key_ids: Sequence[str]) -> int:
     if not key_ids:
         return 0
     result = await session.execute(

@@ -3,14 +3,14 @@
 Imports nothing of the web stack so a worker process stays small. A row becomes either a complete
 `PreparedTask` (everything already encrypted, ready to COPY) or a list of errors — never half a task.
 
-Per-task data keys: every task gets its own 256-bit data key (wrapped under the active KEK by the worker,
-which holds only the wrapping subkey), scope `task:<id>`. Erasing one task destroys exactly its key(s).
-Measured cost (benchmarks/ingest.py run, 2 cores): generating + wrapping a key ~7 µs in a worker; COPYing
-its `data_keys` row ~26 µs against ~74 µs for the task row — about a quarter of the database write path
-with redaction off, a few percent with redaction on. The alternative, one key per import chunk, would
-save that but then erasing one task must re-encrypt every other task of its chunk under a fresh key
-before destroying the old one (otherwise the erased task stays decryptable), turning each erasure into a
-batch rewrite and tying unrelated data subjects' tasks together. Per-task keys were kept.
+Data keys: tasks share a data key in groups of `tasks_per_key` consecutive tasks of a chunk (setting
+`import_tasks_per_data_key`; 1 = a key per task), scope `import-tasks:<operation>`. A key row costs the database as
+much as a third of a task row (its primary key, scope and KEK indexes): a key per task made the data-key
+COPY about 40 % of the database time of an import (`benchmarks/ingest_db_ceiling.py`). Nonces are random per
+task and the AAD binds the task id, so tasks under one key cannot be swapped or replayed into each other.
+Erasing one task re-encrypts its live group siblings under a fresh key, then destroys the old one
+(services/api/erasure): the erased task's ciphertext, wherever a copy of it lives, has no key left, at the
+cost of re-encrypting at most `tasks_per_key - 1` small payloads per erased task.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class RowContext:
     wrap_version: int
     wrap_key: bytes
     from_csv: bool = False
+    tasks_per_key: int = 1
 
     def __repr__(self) -> str:
         return f"RowContext(project={self.project_id}, schema v{self.schema_version}, pii={self.pii_enabled})"
@@ -88,6 +89,8 @@ class PreparedTask:
     pii_counts: str  # JSON object text, entity type -> count
     pseudonyms: list[str]
     has_predictions: bool
+    # (control, option, score, model_version) of each single_choice prediction: consensus evidence
+    choice_predictions: list[tuple[str, str, float | None, str | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -107,6 +110,13 @@ class ChunkResult:
     pii_counts: list[str] = field(default_factory=list)
     pseudonyms: list[list[str]] = field(default_factory=list)
     has_predictions: list[bool] = field(default_factory=list)
+    # single_choice predictions, one entry per prediction (only tasks that have some): the task's index in
+    # this chunk's columns, the control, the option, the score (None: none given), the model version
+    prediction_tasks: list[int] = field(default_factory=list)
+    prediction_controls: list[str] = field(default_factory=list)
+    prediction_values: list[str] = field(default_factory=list)
+    prediction_scores: list[float | None] = field(default_factory=list)
+    prediction_models: list[str | None] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     invalid_rows: int = 0
 
@@ -124,6 +134,14 @@ class ChunkResult:
         self.pii_counts.append(task.pii_counts)
         self.pseudonyms.append(task.pseudonyms)
         self.has_predictions.append(task.has_predictions)
+        if task.choice_predictions:
+            index = len(self.task_ids) - 1
+            for control, value, score, model_version in task.choice_predictions:
+                self.prediction_tasks.append(index)
+                self.prediction_controls.append(control)
+                self.prediction_values.append(value)
+                self.prediction_scores.append(score)
+                self.prediction_models.append(model_version)
 
     def __len__(self) -> int:
         return len(self.task_ids)
@@ -131,10 +149,14 @@ class ChunkResult:
     @property
     def tasks(self) -> list[PreparedTask]:
         """Row-wise view (tests, debugging); the commit path uses the columns."""
+        choices: list[list[tuple[str, str, float | None, str | None]]] = [[] for _ in self.task_ids]
+        for index, *prediction in zip(self.prediction_tasks, self.prediction_controls, self.prediction_values,
+                                      self.prediction_scores, self.prediction_models, strict=True):
+            choices[index].append(tuple(prediction))
         return [PreparedTask(*values) for values in zip(
             self.rows, self.task_ids, self.content_hashes, zip(self.key_ids, self.kek_versions, self.wrapped_keys),
             self.data_enc, self.original_keys, self.original_enc, self.pii_counts, self.pseudonyms,
-            self.has_predictions, strict=True)]
+            self.has_predictions, choices, strict=True)]
 
 
 # -- worker-process caches ---------------------------------------------------------------------------
@@ -214,6 +236,8 @@ class _ChunkState:
     actions: dict[Any, tuple[bool, str, str, str]] | None
     random: bytes
     offset: int = 0
+    group_key: tuple[str, bytes, int, bytes] | None = None  # key_id, dek, kek_version, wrapped
+    group_left: int = 0
 
     def take(self, n: int) -> bytes:
         """`n` fresh random bytes from the chunk's draw (one os.urandom call per chunk, not five per task)."""
@@ -295,7 +319,11 @@ def _prepare_row(state: _ChunkState, number: int, raw: Any, errors: list[RowErro
 
     fresh = state.take(_RANDOM_PER_TASK)
     task_id = uuid.UUID(bytes=fresh[:16], version=4)  # = uuid.uuid4(), from the chunk's random draw
-    key_id, dek, kek_version, wrapped = _new_key(ctx, state.wrap_aead, fresh[16:32], fresh[32:64], fresh[64:76])
+    if state.group_left <= 0 or state.group_key is None:
+        state.group_key = _new_key(ctx, state.wrap_aead, fresh[16:32], fresh[32:64], fresh[64:76])
+        state.group_left = max(1, ctx.tasks_per_key)
+    state.group_left -= 1
+    key_id, dek, kek_version, wrapped = state.group_key
     payload = orjson.dumps({"data": shown_data, "predictions": shown_predictions, "redaction": report})
     data_enc = _encrypt(dek, task_id, payload, b"data", fresh[76:88])
     original_key = original_enc = None
@@ -306,7 +334,34 @@ def _prepare_row(state: _ChunkState, number: int, raw: Any, errors: list[RowErro
         original_enc = _encrypt(odek, task_id, canonical, b"original", more[76:88])
     return PreparedTask(number, str(task_id), content_hash, (key_id, kek_version, wrapped), data_enc, original_key,
                         original_enc, orjson.dumps(report["counts"]).decode(), sorted(set(pseudonyms)),
-                        bool(predictions))
+                        bool(predictions), _choice_predictions(shown_predictions, controls) if predictions else [])
+
+
+MODEL_VERSION_CHARS = 200
+
+
+def _choice_predictions(predictions: list, controls: dict) -> list[tuple[str, str, float | None, str | None]]:
+    """(control, option, score, model_version) of every single_choice region of the (validated, redacted)
+    predictions: the consensus service uses them as evidence. Score: the region's, else the prediction's;
+    one outside 0..1 is not a confidence and is left out."""
+    out = []
+    for pred in predictions:
+        model_version = pred.get("model_version")
+        if model_version is not None:
+            model_version = str(model_version)[:MODEL_VERSION_CHARS]
+        pred_score = _confidence(pred.get("score"))
+        for item in pred["result"]:
+            control = controls[item["from_name"]]
+            if control["type"] != "single_choice":
+                continue
+            score = _confidence(item.get("score"))
+            out.append((control["name"], item["value"]["choices"][0], pred_score if score is None else score,
+                        model_version))
+    return out
+
+
+def _confidence(value: Any) -> float | None:
+    return float(value) if _num(value) and 0.0 <= value <= 1.0 else None
 
 
 # -- encryption ----------------------------------------------------------------------------------------

@@ -7,10 +7,11 @@ blob store under `imports/<project>/<operation>`; only then is the operation row
 Process: an asyncio task in the receiving replica claims the operation with a lease in PostgreSQL and works
 through the spooled file: split rows (main process) → validate/hash/redact/encrypt (process pool) → one
 transaction per chunk that COPYs data keys and tasks, inserts pseudonyms, writes one `tasks.imported` outbox
-row and advances the operation's checkpoint (`rows_committed`). The three stages overlap: a committer task
-commits chunks in file order while the reader keeps splitting and the workers keep redacting. If the
-replica dies, its lease lapses and any replica's resumer claims the operation and continues after the
-checkpoint; content hashes make a replayed row a duplicate, never a second task.
+row (and one `predictions.imported` when its tasks came with single_choice predictions) and advances the
+operation's checkpoint (`rows_committed`). The three stages overlap: a committer task commits chunks in file
+order while the reader keeps splitting and the workers keep redacting. If the replica dies, its lease lapses
+and any replica's resumer claims the operation and continues after the checkpoint; content hashes make a
+replayed row a duplicate, never a second task.
 """
 
 from __future__ import annotations
@@ -405,7 +406,8 @@ async def _row_context(ctx: Any, op: ImportOperation, fmt: str) -> tuple[RowCont
                       label_schema=schema, pii_enabled=pii.enabled, pii_policy=policy,
                       keep_original=pii.keep_original, pseudonym_key=keys.pseudonym_key,
                       content_hash_key=keys.content_hash_key, wrap_version=wrapper.version,
-                      wrap_key=wrapper.wrap_key, from_csv=fmt == "csv"), project
+                      wrap_key=wrapper.wrap_key, from_csv=fmt == "csv",
+                      tasks_per_key=ctx.settings.import_tasks_per_data_key), project
 
 
 async def _process(ctx: Any, op: ImportOperation) -> None:
@@ -566,7 +568,8 @@ def bulk_event_ids(count: int) -> list[str]:
 
 async def _copy_tasks(ctx: Any, pg: Any, op: ImportOperation, project: Project, row_ctx: RowContext,
                       result: ChunkResult, fresh: list[int] | None) -> None:
-    """COPY the chunk's tasks (all, or the `fresh` indexes), their data keys, pseudonyms and one event."""
+    """COPY the chunk's tasks (all, or the `fresh` indexes), their data keys, pseudonyms and one event (two when
+    the tasks came with single_choice predictions: `predictions.imported` for the consensus service)."""
     now = datetime.now(UTC)
 
     def column(values: list) -> list:
@@ -576,8 +579,10 @@ async def _copy_tasks(ctx: Any, pg: Any, op: ImportOperation, project: Project, 
     key_ids = column(result.key_ids)
     original_keys = column(result.original_keys)
     scopes = [task_scope(t) for t in task_ids]
-    key_rows: list[tuple] = list(zip(key_ids, scopes, column(result.kek_versions), column(result.wrapped_keys),
-                                     repeat(now)))
+    # Group keys (several tasks per key): scope `import-tasks:<operation>`, one row per key.
+    group_scope = f"import-tasks:{op.id}"
+    key_rows: list[tuple] = list({key_id: (key_id, group_scope, version, wrapped, now) for key_id, version, wrapped
+                                  in zip(key_ids, column(result.kek_versions), column(result.wrapped_keys))}.values())
     if any(k is not None for k in original_keys):
         key_rows.extend((k[0], scope, k[1], k[2], now) for k, scope in zip(original_keys, scopes) if k is not None)
     n = len(task_ids)
@@ -596,13 +601,19 @@ async def _copy_tasks(ctx: Any, pg: Any, op: ImportOperation, project: Project, 
     occurred = now.isoformat().replace("+00:00", "Z")
     project_id, org_id = str(project.id), str(project.org_id)
     # One announcement per committed chunk: a bulk import of 100k tasks is 100 events, not 100k.
-    event_id = bulk_event_ids(1)[0]
+    predictions = _chunk_predictions(result, fresh)
+    event_ids = bulk_event_ids(2 if predictions else 1)
     envelope = orjson.dumps({
-        "id": event_id, "type": "tasks.imported", "version": 1, "occurred_at": occurred, "producer": "api",
+        "id": event_ids[0], "type": "tasks.imported", "version": 1, "occurred_at": occurred, "producer": "api",
         "org_id": org_id, "project_id": project_id, "request_id": None,
         "payload": {"project_id": project_id, "dataset_id": str(op.id), "task_ids": task_ids, "priority": 0,
                     "overlap": project.overlap, "schema_version": row_ctx.schema_version}}).decode()
-    outbox_rows = [(event_id, stream, "tasks.imported", envelope)]
+    outbox_rows = [(event_ids[0], stream, "tasks.imported", envelope)]
+    if predictions:
+        outbox_rows.append((event_ids[1], stream, "predictions.imported", orjson.dumps({
+            "id": event_ids[1], "type": "predictions.imported", "version": 1, "occurred_at": occurred,
+            "producer": "api", "org_id": org_id, "project_id": project_id, "request_id": None,
+            "payload": {"project_id": project_id, "dataset_id": str(op.id), "predictions": predictions}}).decode()))
     await pg.copy_records_to_table("data_keys", schema_name=SCHEMA, records=key_rows,
                                    columns=["id", "scope", "kek_version", "wrapped", "created_at"])
     await pg.copy_records_to_table("tasks", schema_name=SCHEMA, records=task_rows, columns=[
@@ -617,6 +628,20 @@ async def _copy_tasks(ctx: Any, pg: Any, op: ImportOperation, project: Project, 
     await pg.copy_records_to_table("outbox", schema_name=SCHEMA, records=outbox_rows,
                                    columns=["event_id", "stream", "type", "envelope"])
     await pg.execute("SELECT pg_notify($1, '')", notify_channel(ctx.outbox))
+
+
+def _chunk_predictions(result: ChunkResult, fresh: list[int] | None) -> list[dict[str, Any]]:
+    """The `predictions.imported` entries of the chunk's inserted tasks (all, or the `fresh` indexes)."""
+    if not result.prediction_tasks:
+        return []
+    inserted = None if fresh is None else set(fresh)
+    task_ids = result.task_ids
+    return [{"task_id": task_ids[i], "control": control, "model_version": model_version, "value": value,
+             "score": score}
+            for i, control, value, score, model_version in zip(
+                result.prediction_tasks, result.prediction_controls, result.prediction_values,
+                result.prediction_scores, result.prediction_models)
+            if inserted is None or i in inserted]
 
 
 async def _finish(ctx: Any, op: ImportOperation, status: str, *, error: str | None = None) -> None:

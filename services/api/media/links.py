@@ -74,7 +74,10 @@ def verify_link(keyring: KeyRing, media_id: str, params: dict[str, str | None], 
     except KeyVersionUnavailable:
         raise InvalidLink("the link was signed with a retired key") from None
     expected = hmac.new(key, _message(media_id, expires_at, version, by), hashlib.sha256).digest()
-    if len(given) != SIGNATURE_BYTES or not hmac.compare_digest(given, expected):
+    # Compared as text in its canonical encoding: base64 ignores the spare low bits of the last character, so
+    # decoded bytes would accept several spellings of one signature (a malleable link).
+    canonical = base64.urlsafe_b64encode(expected).rstrip(b"=")
+    if len(given) != SIGNATURE_BYTES or not hmac.compare_digest(sig.encode("ascii", "replace"), canonical):
         raise InvalidLink("the link signature does not match")
     if expires_at <= (now if now is not None else time.time()):
         raise InvalidLink("the link has expired", type="signed-link-expired", title="Signed link has expired")

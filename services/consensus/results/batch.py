@@ -7,8 +7,9 @@ One batch (one transaction of the consumer) runs:
    projects' configurations, in one statement.
 2. `store_and_load_evidence`: the multi-row label insert, the latest fitted model of each (project, control),
    and every touched task's labels (the stored ones plus the ones just inserted), gold, reviews, model
-   prediction and current result, in one statement. It runs after the locks, so its snapshot holds every committed label of the
-   tasks; which label of an annotator is superseded is decided in Python from that snapshot.
+   prediction and current result, in one statement. It runs after the locks, so its snapshot holds every
+   committed label of the tasks; which label of an annotator is superseded is decided in Python from that
+   snapshot.
 3. `write_and_announce`: superseded flags, the new result versions with their history rows, the outbox rows
    announcing them and the NOTIFY that wakes the relay, in one statement.
 

@@ -14,7 +14,6 @@ from services.api.imports.models import ImportOperation
 from services.api.imports.service import resume_abandoned
 from services.api.keys.service import data_key_store
 from services.api.tasks.models import Task, TaskPseudonym
-from services.api.tasks.service import task_scope
 from tests.conftest import wait_until
 from tests.integration.ingest.conftest import IngestEnv
 
@@ -230,18 +229,56 @@ async def test_kept_originals_are_for_org_admins_only(ingest: IngestEnv) -> None
     assert len(r.json()["items"]) == 2
 
 
-async def test_destroying_a_tasks_keys_makes_it_unreadable(ingest: IngestEnv) -> None:
+async def test_erasing_an_imported_task_rekeys_the_tasks_that_shared_its_data_key(ingest: IngestEnv) -> None:
+    from services.api.imports.pipeline import decrypt_task_payload
+    from shared.crypto import KeyDestroyed
+
     pid = await ingest.create_project(pii={"keep_original": True})
-    await ingest.run_import(pid, jsonl([{"text": "Maria Lopez one"}, {"text": "Maria Lopez two"}]))
-    first, second = await _tasks(ingest, pid)
-    shredded = await data_key_store(ingest.ctx).destroy_scope(task_scope(first["id"]))
-    assert shredded == 2  # the data key and the original's key
-    r = await ingest.client.get(f"/api/v1/tasks/{first['id']}", headers=await ingest.annotator(pid))
-    assert r.status_code == 410
-    r = await ingest.client.get(f"/api/v1/tasks/{first['id']}/original", headers=await ingest.admin())
-    assert r.status_code == 410
-    r = await ingest.client.get(f"/api/v1/tasks/{second['id']}", headers=await ingest.annotator(pid))
-    assert r.status_code == 200  # its own key: the neighbour is untouched
+    await ingest.run_import(pid, jsonl([{"text": "Maria Lopez one"}, {"text": "Maria Lopez two"}, {"text": "three"}]))
+    before = {t["id"]: t["data"] for t in await _tasks(ingest, pid)}
+    async with ingest.ctx.session_factory() as session:
+        rows = (await session.execute(sa.select(Task.id, Task.key_id, Task.data_enc, Task.original_key_id)
+                                      .where(Task.project_id == uuid.UUID(pid)).order_by(Task.row_number))).all()
+    assert len(rows) == 3 and len({r.key_id for r in rows}) == 1  # imported together: one data key
+    erased, siblings = rows[0], rows[1:]
+    old_dek = await data_key_store(ingest.ctx).get(erased.key_id)
+    assert decrypt_task_payload(old_dek, erased.id, erased.data_enc, purpose="data")  # the "backup" copy
+
+    r = await ingest.client.post(f"/api/v1/projects/{pid}/erasures", json={"task_id": str(erased.id)},
+                                 headers=await ingest.admin())
+    assert r.status_code == 200, r.text
+    assert r.json()["tasks_erased"] == 1 and r.json()["keys_destroyed"] == 2  # the shared key, the original's
+
+    # the erased task: gone, and its copied ciphertext has no key left anywhere
+    assert (await ingest.client.get(f"/api/v1/tasks/{erased.id}", headers=await ingest.annotator(pid))).status_code == 410
+    assert (await ingest.client.get(f"/api/v1/tasks/{erased.id}/original",
+                                    headers=await ingest.admin())).status_code == 410
+    try:
+        await data_key_store(ingest.ctx).get(erased.key_id)
+        raise AssertionError("the shared key outlived the erasure")
+    except KeyDestroyed:
+        pass
+    # the tasks that shared it: re-encrypted under a fresh key, content unchanged
+    async with ingest.ctx.session_factory() as session:
+        now = {r.id: r for r in (await session.execute(sa.select(Task.id, Task.key_id, Task.data_enc)
+                                                       .where(Task.id.in_([s.id for s in siblings])))).all()}
+    for old in siblings:
+        assert now[old.id].key_id != erased.key_id and now[old.id].data_enc != old.data_enc
+        r = await ingest.client.get(f"/api/v1/tasks/{old.id}", headers=await ingest.annotator(pid))
+        assert r.status_code == 200 and r.json()["data"] == before[str(old.id)]
+    assert len({now[s.id].key_id for s in siblings}) == 1
+
+
+async def test_one_data_key_per_task_when_configured(ingest: IngestEnv) -> None:
+    ingest.ctx.settings.import_tasks_per_data_key = 1
+    try:
+        pid = await ingest.create_project()
+        await ingest.run_import(pid, jsonl([{"text": "one"}, {"text": "two"}]))
+    finally:
+        ingest.ctx.settings.import_tasks_per_data_key = 64
+    async with ingest.ctx.session_factory() as session:
+        keys = (await session.execute(sa.select(Task.key_id).where(Task.project_id == uuid.UUID(pid)))).scalars().all()
+    assert len(keys) == len(set(keys)) == 2
 
 
 async def test_task_reads_are_scoped(ingest: IngestEnv) -> None:
