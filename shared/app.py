@@ -154,7 +154,8 @@ def _start_background(spec: ServiceSpec, ctx: ServiceContext) -> None:
             dlq_stream=dead_letter_stream(s.stream_prefix, spec.name), block_ms=s.consumer_block_ms,
             batch=s.consumer_batch, reclaim_idle_ms=s.consumer_reclaim_idle_ms,
             max_deliveries=s.consumer_max_deliveries,
-            on_handled=lambda t, o: ctx.metrics.events_handled.labels(spec.name, t, o).inc())
+            on_handled=lambda t, o: ctx.metrics.events_handled.labels(spec.name, t, o).inc(),
+            after_commit=relay.kick)
         ctx.consumers.append(consumer)
         ctx.tasks.append(asyncio.create_task(consumer.run(), name=f"{spec.name}-consumer"))
     for job in spec.background:

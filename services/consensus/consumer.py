@@ -140,6 +140,7 @@ class BatchingConsumer(StreamConsumer):
             for message_id, fields, _ in run:
                 await self._process(stream, message_id, fields, deliveries=1)
             return
+        self._committed()
         self.stats.handled += len(todo)
         self.stats.duplicates += len(run) - len(todo)
         await self.redis.xack(stream, self.group, *[m for m, _, _ in run])

@@ -53,7 +53,8 @@ class StreamConsumer:
                  group: str, streams: list[str], handlers: dict[str, Handler], dlq_stream: str,
                  consumer: str | None = None, block_ms: int = 1000, batch: int = 100,
                  reclaim_idle_ms: int = 30_000, max_deliveries: int = 5,
-                 on_handled: Callable[[str, str], None] | None = None) -> None:
+                 on_handled: Callable[[str, str], None] | None = None,
+                 after_commit: Callable[[], None] | None = None) -> None:
         self.redis = redis
         self.session_factory = session_factory
         self.inbox = inbox
@@ -67,6 +68,9 @@ class StreamConsumer:
         self.reclaim_idle_ms = reclaim_idle_ms
         self.max_deliveries = max_deliveries
         self.on_handled = on_handled
+        # e.g. wake this replica's outbox relay: what a handler staged is sendable now, no need to wait for the
+        # NOTIFY to come back from PostgreSQL
+        self.after_commit = after_commit
         self.stats = ConsumerStats()
         self._reclaim_cursor: dict[str, str] = {}
 
@@ -198,6 +202,7 @@ class StreamConsumer:
                 log.warning("event batch failed; handling its events one at a time",
                             extra={"group": self.group, "stream": stream, "size": len(batch)})
             else:
+                self._committed()
                 await self.redis.xack(stream, self.group, *[message_id for message_id, _, _ in batch])
                 for (_, envelope, _), was_applied in zip(batch, applied, strict=True):
                     self._count(envelope, was_applied)
@@ -223,8 +228,13 @@ class StreamConsumer:
             if self.on_handled:
                 self.on_handled(envelope.type, "failed")
             return
+        self._committed()
         await self.redis.xack(stream, self.group, message_id)
         self._count(envelope, applied)
+
+    def _committed(self) -> None:
+        if self.after_commit is not None:
+            self.after_commit()
 
     async def _dead_letter(self, stream: str, message_id: str, fields: dict, reason: str) -> None:
         entry = dict(fields)

@@ -61,6 +61,10 @@ class OutboxRelay:
             WHERE o.seq = s.seq
             RETURNING o.seq, o.stream, o.type, o.envelope""")
 
+    def kick(self) -> None:
+        """Something was just committed to the outbox in this process: send it now."""
+        self._wake.set()
+
     async def relay_once(self) -> int:
         async with self.engine.begin() as conn:
             rows = sorted((await conn.execute(self._claim, {"n": self.batch})).all(), key=lambda r: r.seq)
