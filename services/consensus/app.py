@@ -72,6 +72,7 @@ def build_spec(settings: Settings | None = None) -> ServiceSpec:
             ANNOTATION_SUBMITTED: on_annotation,
             "review.submitted": on_review,
             "gold.set": on_gold,
+            "task.deleted": handlers.handle_task_deleted,
             "predictions.imported": on_predictions,
         })],
         background=[refit_loop],

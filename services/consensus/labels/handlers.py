@@ -17,7 +17,7 @@ from services.consensus.labels.service import NewLabel, TaskKey, lock_tasks, set
 from services.consensus.projects.service import ProjectConfig, learn_from_event, load_configs, save_config
 from services.consensus.results import batch, compute
 from services.consensus.results.service import recompute_and_publish
-from shared.events.catalog import AnnotationSubmitted, GoldLabelSet, ReviewSubmitted
+from shared.events.catalog import AnnotationSubmitted, GoldLabelSet, ReviewSubmitted, TaskDeleted
 from shared.events.envelope import Envelope
 
 log = logging.getLogger("quorum.consensus.labels")
@@ -82,6 +82,30 @@ async def handle_annotations(session: AsyncSession, envelopes: Sequence[Envelope
         items = batch.compute_results(configs, loaded.fresh, loaded.evidence, loaded.models)
         await batch.write_and_announce(session, items, configs, stream=stream, superseded=loaded.superseded)
     return loaded.n_new
+
+
+async def handle_task_deleted(session: AsyncSession, env: Envelope) -> int:
+    """An erased task leaves nothing here: its labels (free text may hold what the api erased), gold, reviews,
+    model predictions and consensus history are deleted. Returns how many rows went."""
+    import sqlalchemy as sa
+
+    from services.consensus.labels.models import gold_labels, labels, reviews
+    from services.consensus.predictions.models import predictions
+    from services.consensus.results.models import consensus_history, consensus_results
+
+    p = TaskDeleted.model_validate(env.payload)
+    project_id = uuid.UUID(p.project_id)
+    controls = (await session.execute(
+        sa.select(labels.c.control).where(labels.c.project_id == project_id, labels.c.task_id == p.task_id)
+        .union(sa.select(consensus_results.c.control).where(consensus_results.c.project_id == project_id,
+                                                            consensus_results.c.task_id == p.task_id)))).scalars()
+    await lock_tasks(session, [TaskKey(project_id, p.task_id, c) for c in controls])
+    removed = 0
+    for table in (labels, gold_labels, reviews, predictions, consensus_results, consensus_history):
+        result = await session.execute(sa.delete(table).where(table.c.project_id == project_id,
+                                                              table.c.task_id == p.task_id))
+        removed += result.rowcount or 0
+    return removed
 
 
 async def handle_review(session: AsyncSession, env: Envelope, *, stream: str) -> None:

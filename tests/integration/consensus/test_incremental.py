@@ -115,3 +115,28 @@ async def test_events_of_another_project_do_not_leak(consensus) -> None:  # noqa
     [mine] = await consensus.wait_published(task_id="t")
     assert mine["label"] == "dog"
     await wait_until(lambda: consensus.ctx.consumers[0].stats.handled >= 2)
+
+
+async def test_an_erased_task_leaves_no_labels_or_results(consensus) -> None:  # noqa: ANN001
+    import sqlalchemy as sa
+
+    from services.consensus.labels.models import labels
+    from services.consensus.results.models import consensus_history
+    from shared.events.envelope import new_event
+
+    await consensus.submit("gone", "ann-1", "cat", classes=CLASSES)
+    await consensus.submit("stays", "ann-1", "dog", classes=CLASSES)
+    await consensus.wait_published(task_id="gone")
+    await consensus.wait_published(task_id="stays")
+    deleted = new_event("task.deleted", {"task_id": "gone", "project_id": consensus.project_id}, producer="api",
+                        org_id=consensus.org_id, project_id=consensus.project_id)
+    await consensus.publish(deleted)
+    await consensus.wait_handled(deleted)
+    r = await consensus.client.get(f"{consensus.base}/tasks/gone", headers=consensus.manager())
+    assert r.status_code == 404
+    async with consensus.ctx.session_factory() as session:
+        for table in (labels, consensus_history):
+            rows = (await session.execute(sa.select(table.c.task_id).where(
+                table.c.project_id == uuid.UUID(consensus.project_id)))).scalars().all()
+            assert set(rows) == {"stays"}
+    assert (await consensus.task("stays"))["results"][0]["label"] == "dog"
