@@ -15,7 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".bench" / "crowdkit-venv"
 VENV_PY = VENV / "bin" / "python"
-PINS = ["crowd-kit==1.4.2", "scikit-learn<1.6"]
+# pandas 3 orders majority-vote ties by first appearance (pandas 2 sorted them): the published crowd-kit MV
+# figures in SOURCES.md are pandas-3 ones, and ours reproduce that rule.
+PINS = ["crowd-kit==1.4.2", "scikit-learn<1.6", "pandas>=3,<4"]
 
 
 def ensure_venv() -> Path:

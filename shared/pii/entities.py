@@ -77,11 +77,17 @@ def resolve_raw(found: list[tuple[int, int, EntityType]]) -> list[tuple[int, int
         prev_start, prev_end = start, end
     else:
         return by_start
-    ordered = sorted(found, key=lambda f: (-PRIORITY[f[2]], f[0] - f[1], f[0]))
     kept: list[tuple[int, int, EntityType]] = []
-    for cand in ordered:
+    for cand in sorted(found, key=_priority_order):
         start, end = cand[0], cand[1]
-        if all(end <= k[0] or start >= k[1] for k in kept):
+        for k in kept:
+            if end > k[0] and start < k[1]:
+                break
+        else:
             kept.append(cand)
     kept.sort(key=itemgetter(0))
     return kept
+
+
+def _priority_order(f: tuple[int, int, EntityType]) -> tuple[int, int, int]:
+    return -PRIORITY[f[2]], f[0] - f[1], f[0]

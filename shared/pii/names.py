@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import re
 from functools import lru_cache
+from itertools import accumulate, compress, repeat
 from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
@@ -38,6 +39,7 @@ england scotland wales ireland france germany spain italy canada mexico brazil j
 _REST = r"(?:(?:[a-z]+(?:[A-Z][a-z]+)?|['’][A-Z][a-z]+)(?:-[A-Z][a-z]+)?(?![\w@])|\.(?=\s))"
 # A run of capitalised words (or initials "K.") separated by a space, or by ". " (kept only after a title).
 _CAP_RUN = re.compile(rf"[A-Z](?<![\w@./:#\\-][A-Z]){_REST}(?:\.? [A-Z]{_REST})*")
+_CAP_RUN_SPLIT = re.compile(f"({_CAP_RUN.pattern})")
 # Context cues, matched with str.endswith on the lower-cased text before a run (then a word-boundary check).
 _STRONG_CUES = ("my name is", "name is", "name:", "name", "dear", "signed", "signed by", "sincerely", "regards",
                 "attn", "attention", "named", "called", "patient", "employee", "applicant", "tenant", "cardholder",
@@ -112,6 +114,9 @@ def _lexicon() -> dict[str, int]:
     return lex
 
 
+_UNPLANNED = object()  # truthy: a run seen for the first time is worth a look
+
+
 class _CueBefore(Exception):
     """A run's outcome depends on the cue before its first word."""
 
@@ -165,28 +170,40 @@ class GazetteerNameRecognizer:
         return cls
 
     def find_names(self, text: str) -> list[tuple[int, int]]:
-        found: list[tuple[int, int]] = []
-        plans = self._plans
-        for m in _CAP_RUN.finditer(text):
-            seg = m.group()
-            plan = plans.get(seg)
-            if plan is None:
-                plan = self._plan(seg)
-            if not plan:
-                continue
-            start = m.start()
+        return [(s, e) for s, e, _ in self.collect(text, [], None)]
+
+    def collect(self, text: str, out: list[tuple[int, int, Any]], tag: Any) -> list[tuple[int, int, Any]]:
+        """`find_names`, appending `(start, end, tag)` to `out` (the redactor's findings) and returning it."""
+        # Most runs are common words with nothing to find: the split, the plan look-ups and picking the
+        # runs worth a look all run in C; only those (and their offsets) come back to Python.
+        parts = _CAP_RUN_SPLIT.split(text)  # text between runs, run, text between runs, ...
+        segs = parts[1::2]
+        if not segs:
+            return out
+        plans = list(map(self._plans.get, segs, repeat(_UNPLANNED, len(segs))))
+        worth = list(compress(range(len(segs)), plans))
+        if not worth:
+            return out
+        ends = list(accumulate(map(len, parts)))
+        for i in worth:
+            plan = plans[i]
+            if plan is _UNPLANNED:
+                plan = self._plan(segs[i])
+                if not plan:
+                    continue
+            start = ends[2 * i]
             if plan.__class__ is list:
                 mask = _cue_mask(text, start)
                 spans = plan[mask]
                 if spans is None:
-                    spans = self._fill(seg, plan, mask, text, start)
+                    spans = self._fill(segs[i], plan, mask, text, start)
             elif plan.__class__ is tuple:
                 spans = plan
             else:
                 spans = plan(text, start)
             for a, b in spans:
-                found.append((start + a, start + b))
-        return found
+                out.append((start + a, start + b, tag))
+        return out
 
     def _plan(self, seg: str) -> Any:
         if len(self._plans) > 20_000:  # one-off phrases (most names) must not pile up per worker

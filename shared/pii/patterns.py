@@ -80,8 +80,20 @@ _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?")
 _IBAN_LIKE_BEFORE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){1,7} ?$")
 
 
+_IBAN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
 def inside_iban_like(text: str, start: int) -> bool:
     """Digits that continue an IBAN-shaped sequence (even a checksum-invalid one) are not a card."""
+    # Such a sequence ends right before `start` (or before a final newline) in a group character or a
+    # space after one: most candidates fail this without the search.
+    q = start - 1
+    if q >= 0 and text[q] == "\n":
+        q -= 1
+    if q >= 0 and text[q] == " ":
+        q -= 1
+    if q < 0 or text[q] not in _IBAN_CHARS:
+        return False
     return _IBAN_LIKE_BEFORE.search(text, max(0, start - 40), start) is not None
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.pii.entities import EntityType, Span, resolve_raw
-from shared.pii.names import NameRecognizer, default_name_recognizer
+from shared.pii.names import GazetteerNameRecognizer, NameRecognizer, default_name_recognizer
 from shared.pii.scanner import scan_raw
 from shared.pii.policy import Action, RedactionPolicy
 
@@ -91,6 +91,10 @@ class Redactor:
         self._active = active
         self._scan_patterns = bool(active - {EntityType.PERSON})
         self._names = (name_recognizer or default_name_recognizer()) if EntityType.PERSON in active else None
+        # The gazetteer can append straight to the findings (no per-name tuple to re-wrap).
+        names_type = type(self._names)
+        self._collect_names = (self._names.collect if isinstance(self._names, GazetteerNameRecognizer)
+                               and names_type.find_names is GazetteerNameRecognizer.find_names else None)
         self._actions = {e: self.policy.action_for(e) for e in EntityType}
         self._masks = {e: f"[{e.value}]" for e in EntityType}
         self._hex = self.policy.pseudonym_hex_chars
@@ -103,7 +107,9 @@ class Redactor:
         found: list[tuple[int, int, EntityType]] = []
         if self._scan_patterns:
             scan_raw(text, self._active, found)
-        if self._names is not None:
+        if self._collect_names is not None:
+            self._collect_names(text, found, EntityType.PERSON)
+        elif self._names is not None:
             person = EntityType.PERSON
             for s, e in self._names.find_names(text):
                 found.append((s, e, person))

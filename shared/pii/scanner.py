@@ -60,19 +60,20 @@ _UPPER_ASCII = frozenset(string.ascii_uppercase)
 _DOB_WORDS = ("born", "dob", "d.o.b", "date of birth", "birth", "b. d")
 
 
-# Every match of _NOT_PHONE_BEFORE contains one of these words; an ASCII window holding none of them
-# cannot match, which spares the (case-insensitive, many-alternative) search in most windows.
-_NOT_PHONE_WORDS = ("tracking", "order", "invoice", "ref", "isbn", "sku", "serial", "s/n", "case", "ticket",
-                    "account", "acct", "part", "batch", "lot")
+# A match of _NOT_PHONE_BEFORE ends (before whitespace and one ':' or '#') in one of these words.
+_NOT_PHONE_ENDINGS = ("tracking", "order", "invoice", "ref", "reference", "isbn", "sku", "serial", "s/n", "case",
+                      "ticket", "account", "acct", "part", "batch", "lot", "no", "no.", "number", "num", "#", "id",
+                      "code")
 
 
 def _not_phone_before(text: str, p: int) -> bool:
     """Reference numbers written like phone numbers: 'tracking 0784 1336 3514', 'order no. 020 ...'."""
     lo = max(0, p - 28)
     window = text[lo:p]
-    if window.isascii():
-        low = window.lower()
-        if not any(w in low for w in _NOT_PHONE_WORDS):
+    if window.isascii():  # elsewhere re's Unicode case folding could match what lower() does not
+        tail = window.lower().rstrip()
+        if not (tail.endswith(_NOT_PHONE_ENDINGS)
+                or (tail[-1:] == ":" and tail[:-1].rstrip().endswith(_NOT_PHONE_ENDINGS))):
             return False
     return _NOT_PHONE_BEFORE.search(text, lo, p) is not None
 
@@ -101,19 +102,16 @@ def _iban_at(text: str, start: int, out: list[Raw]) -> int:
     return -1
 
 
-def _words_before(text: str, lo: int, p: int, words: tuple[str, ...]) -> bool:
+def _words_before(text: str, lo: int, p: int, words: re.Pattern[str]) -> bool:
     """False when a case-insensitive pattern that needs one of `words` cannot match in text[lo:p].
     Only decided for ASCII windows: elsewhere re's Unicode case folding ('ſ' ~ 's') could match."""
     window = text[lo:p]
-    if window.isascii():
-        low = window.lower()
-        return any(w in low for w in words)
-    return True
+    return not window.isascii() or words.search(window.lower()) is not None
 
 
-_SSN_WORDS = ("ssn", "social")
-_PHONE_WORDS = ("phone", "tel", "mobile", "cell", "call", "fax", "whatsapp", "sms", "text")
-_VERSION_WORDS = ("v", "release", "build", "firmware", "update")
+_SSN_WORDS = re.compile("ssn|social")
+_PHONE_WORDS = re.compile("phone|tel|mobile|cell|call|fax|whatsapp|sms|text")
+_VERSION_WORDS = re.compile("v|release|build|firmware|update")
 _STREET_NUMBER = re.compile(r"\d{1,5}(?:-\d{1,5})?(?: \d{1,3})?")
 
 
@@ -138,7 +136,7 @@ def _at(text: str, p: int, e: int, active: frozenset[EntityType], out: list[Raw]
     if c == "+" or c == "(":
         if T_PHONE in active:
             m = P._PHONE.match(text, p)
-            if m and 8 <= sum(ch.isdigit() for ch in m.group()) <= 15:
+            if m and 8 <= sum(map(str.isdigit, m.group())) <= 15:
                 out.append((p, m.end(), T_PHONE))
                 return m.end()
         return -1
@@ -161,66 +159,70 @@ def _at(text: str, p: int, e: int, active: frozenset[EntityType], out: list[Raw]
                 out.append((p - 1, m.end(), T_ES_NIF))
                 return m.end()
         return -1
-    if (T_UK_NINO in active and p >= 3 and prev == " " and text[p - 2].isupper()
-            and text[p - 3].isupper() and (p == 3 or not text[p - 4].isalnum())):
+    if prev.isalnum() or prev == "_":
+        return -1  # every pattern tried below needs a non-word character (or nothing) before p
+    if (prev == " " and p >= 3 and text[p - 2].isupper() and text[p - 3].isupper()
+            and (p == 3 or not text[p - 4].isalnum()) and T_UK_NINO in active):
         m = P._NINO.match(text, p - 3)
         if m:
             out.append((p - 3, m.end(), T_UK_NINO))
             return m.end()
-    # The patterns' look-behinds: a word character, '-' or '.' before p rules out a card, SSN, phone
-    # and street number; a digit and a space ("1234 |5678") a card and a phone.
-    word = prev.isalnum() or prev == "_"
-    blocked = word or prev == "-" or prev == "."
-    spaced_number = prev == " " and p >= 2 and text[p - 2].isdecimal()
-    if n >= 13 and not blocked and not spaced_number and T_CREDIT_CARD in active:
-        m = P._CARD.match(text, p)
-        if m:
-            raw = m.group()
-            digits = raw.replace(" ", "").replace("-", "")
-            if (not (" " in raw and "-" in raw) and card_groups_ok(raw) and card_prefix_ok(digits)
-                    and luhn_ok(digits) and len(set(digits)) > 1 and not P.inside_iban_like(text, p)
-                    and not _not_phone_before(text, p)):
-                out.append((p, m.end(), T_CREDIT_CARD))
+    # The patterns' look-behinds: '-' or '.' before p rules out a card, SSN, phone and street number;
+    # a digit and a space ("1234 |5678") a card and a phone.
+    blocked = prev == "-" or prev == "."
+    if n >= 7:
+        spaced_number = prev == " " and p >= 2 and text[p - 2].isdecimal()
+        if n >= 13 and not blocked and not spaced_number and T_CREDIT_CARD in active:
+            m = P._CARD.match(text, p)
+            if m:
+                raw = m.group()
+                digits = raw.replace(" ", "").replace("-", "")
+                if (not (" " in raw and "-" in raw) and card_groups_ok(raw) and card_prefix_ok(digits)
+                        and luhn_ok(digits) and len(set(digits)) > 1 and not P.inside_iban_like(text, p)
+                        and not _not_phone_before(text, p)):
+                    out.append((p, m.end(), T_CREDIT_CARD))
+                    return m.end()
+        if n >= 11 and not blocked and text[p + 3] in "- ." and T_US_SSN in active:
+            m = P._SSN.match(text, p)
+            if m:
+                if m.group().replace(m.group(1), "") not in P._SSN_ADVERTISED:
+                    out.append((p, m.end(), T_US_SSN))
                 return m.end()
-    if n >= 11 and not blocked and T_US_SSN in active and text[p + 3] in "- .":
-        m = P._SSN.match(text, p)
-        if m:
-            if m.group().replace(m.group(1), "") not in P._SSN_ADVERTISED:
-                out.append((p, m.end(), T_US_SSN))
-            return m.end()
-    if n >= 7 and not word and prev != "." and T_IP_ADDRESS in active and "." in text[p + 1:p + 4]:
-        m = P._IPV4.match(text, p)
-        if m:
-            lo = p - 12 if p > 12 else 0
-            if not (_words_before(text, lo, p, _VERSION_WORDS) and P._VERSION_BEFORE.search(text, lo, p)):
-                out.append((p, m.end(), T_IP_ADDRESS))
-            return m.end()
-    if n == 8 and not word and T_ES_NIF in active and e < len(text) and (text[e].isupper() or text[e] == "-"):
-        m = P._NIF.match(text, p)
-        if m and es_nif_ok(m.group(1), m.group(2)):
-            out.append((p, m.end(), T_ES_NIF))
-            return m.end()
-    if n >= 7 and not blocked and not spaced_number and prev != "+" and prev != "/" and T_PHONE in active:
-        m = P._PHONE.match(text, p)
-        if m and 8 <= sum(ch.isdigit() for ch in m.group()) <= 15 and not _not_phone_before(text, p):
-            out.append((p, m.end(), T_PHONE))
-            return m.end()
-    if 9 <= n <= 13 and text[p:e].isdigit():
-        if n == 9 and T_US_SSN in active:
-            lo = p - 30 if p > 30 else 0
-            if _words_before(text, lo, p, _SSN_WORDS) and _SSN_CONTEXT_BEFORE.search(text, lo, p):
-                d = text[p:e]
-                if d[:3] not in ("000", "666") and d[0] != "9" and d[3:5] != "00" and d[5:] != "0000":
-                    out.append((p, e, T_US_SSN))
+        if prev != "." and "." in text[p + 1:p + 4] and T_IP_ADDRESS in active:
+            m = P._IPV4.match(text, p)
+            if m:
+                lo = p - 12 if p > 12 else 0
+                if not (_words_before(text, lo, p, _VERSION_WORDS) and P._VERSION_BEFORE.search(text, lo, p)):
+                    out.append((p, m.end(), T_IP_ADDRESS))
+                return m.end()
+        if n == 8 and e < len(text) and (text[e].isupper() or text[e] == "-") and T_ES_NIF in active:
+            m = P._NIF.match(text, p)
+            if m and es_nif_ok(m.group(1), m.group(2)):
+                out.append((p, m.end(), T_ES_NIF))
+                return m.end()
+        if not blocked and not spaced_number and prev != "+" and prev != "/" and T_PHONE in active:
+            m = P._PHONE.match(text, p)
+            if m and 8 <= sum(map(str.isdigit, m.group())) <= 15 and not _not_phone_before(text, p):
+                out.append((p, m.end(), T_PHONE))
+                return m.end()
+        if 9 <= n <= 13 and text[p:e].isdigit():
+            if n == 9 and T_US_SSN in active:
+                lo = p - 30 if p > 30 else 0
+                if _words_before(text, lo, p, _SSN_WORDS) and _SSN_CONTEXT_BEFORE.search(text, lo, p):
+                    d = text[p:e]
+                    if d[:3] not in ("000", "666") and d[0] != "9" and d[3:5] != "00" and d[5:] != "0000":
+                        out.append((p, e, T_US_SSN))
+                        return e
+            if n >= 10 and T_PHONE in active:
+                lo = p - 40 if p > 40 else 0
+                if _words_before(text, lo, p, _PHONE_WORDS) and _PHONE_CONTEXT_BEFORE.search(text, lo, p):
+                    out.append((p, e, T_PHONE))
                     return e
-        if n >= 10 and T_PHONE in active:
-            lo = p - 40 if p > 40 else 0
-            if _words_before(text, lo, p, _PHONE_WORDS) and _PHONE_CONTEXT_BEFORE.search(text, lo, p):
-                out.append((p, e, T_PHONE))
-                return e
-    if n <= 11 and T_STREET_ADDRESS in active:
-        if (e < len(text) - 4 and (text[e] == " " or text[e].isalpha() or text[e] == ",")
-                and not blocked and prev != "," and prev != "/"):
+        if n > 11:
+            return -1
+    if T_STREET_ADDRESS in active:
+        if (not blocked and prev != "," and prev != "/" and e < len(text) - 4
+                and (text[e] == " " or text[e].isalpha() or text[e] == ",")):
             m = P._STREET.match(text, p) if _street_number_ok(text, p, e) else None
             if m is None and text.startswith(_EU_PREFIXES, e):
                 m = P._STREET_EU.match(text, p)
@@ -228,7 +230,7 @@ def _at(text: str, p: int, e: int, active: frozenset[EntityType], out: list[Raw]
                 out.append((p, m.end(), T_STREET_ADDRESS))
                 return m.end()
         # "Hauptstraße 5": every street suffix ends in one of these characters (lower-cased).
-        if n <= 4 and p >= 4 and prev == " " and text[p - 2] in "eEgGzZnNtT.":
+        if n <= 4 and prev == " " and p >= 4 and text[p - 2] in "eEgGzZnNtT.":
             w = text.rfind(" ", max(0, p - 40), p - 1) + 1
             if text[w:p - 1].lower().endswith(_EU_SUFFIXES):
                 m = P._STREET_EU.match(text, w)
@@ -277,7 +279,8 @@ def _scan_runs(text: str, active: frozenset[EntityType], out: list[Raw]) -> None
 # character lets `re` skip ahead fast): before and after hex digits, or "::"; "aa:bb:" for a MAC alone.
 _IP6_OR_MAC_COLON = re.compile(r":(?:(?=:)|(?<=[0-9A-Fa-f]:)(?=[0-9A-Fa-f]))")
 _MAC_COLON = re.compile(r":(?<=[0-9A-Fa-f]{2}:)(?=[0-9A-Fa-f][\s\S]:)")
-_MAC_HYPHEN = re.compile(r"-(?<=[0-9A-Fa-f]{2}-)(?=[0-9A-Fa-f][\s\S]-)")
+# With '-' only the six-group form can match (a date's "2024-03-15" is not looked at).
+_MAC_HYPHEN = re.compile(r"-(?<=[0-9A-Fa-f]{2}-)(?=[0-9A-Fa-f]{2}-[0-9A-Fa-f]{2}-[0-9A-Fa-f]{2}-[0-9A-Fa-f]{2})")
 
 
 def _scan_colons(text: str, active: frozenset[EntityType], out: list[Raw]) -> None:
@@ -311,7 +314,11 @@ def _scan_colons(text: str, active: frozenset[EntityType], out: list[Raw]) -> No
                 m = P._IPV6.match(text, j)
                 if m:
                     cand = m.group().split("%", 1)[0]
-                    if cand.count(":") >= 2 and sum(1 for g in cand.split(":") if g) >= 2:
+                    groups = cand.split(":")
+                    # Without "::" an address has 8 groups (the last two may be IPv4): "10:32:11" is not one,
+                    # and ipaddress would say so only through a costly exception.
+                    if (len(groups) >= 3 and len(groups) - groups.count("") >= 2
+                            and ("::" in cand or len(groups) + ("." in groups[-1]) == 8)):
                         try:
                             P.ipaddress.IPv6Address(cand)
                         except ValueError:
@@ -352,8 +359,14 @@ def _scan_markers(text: str, active: frozenset[EntityType], out: list[Raw]) -> N
             i = text.find("://", i + 3)
     if T_DATE_OF_BIRTH in active:
         low = text.lower()
+        birth = low.find("birth")
         for word in _DOB_WORDS:
-            i = low.find(word)
+            if word == "birth":
+                i = birth
+            elif word == "date of birth":  # holds "birth" 8 characters in
+                i = low.find(word, birth - 8 if birth > 8 else 0) if birth >= 0 else -1
+            else:
+                i = low.find(word)
             while i >= 0:
                 m = P._DOB_CONTEXT.match(text, i)
                 if m:
