@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import re
 from functools import lru_cache
-from itertools import accumulate, compress, repeat
 from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
@@ -39,7 +38,6 @@ england scotland wales ireland france germany spain italy canada mexico brazil j
 _REST = r"(?:(?:[a-z]+(?:[A-Z][a-z]+)?|['’][A-Z][a-z]+)(?:-[A-Z][a-z]+)?(?![\w@])|\.(?=\s))"
 # A run of capitalised words (or initials "K.") separated by a space, or by ". " (kept only after a title).
 _CAP_RUN = re.compile(rf"[A-Z](?<![\w@./:#\\-][A-Z]){_REST}(?:\.? [A-Z]{_REST})*")
-_CAP_RUN_SPLIT = re.compile(f"({_CAP_RUN.pattern})")
 # Context cues, matched with str.endswith on the lower-cased text before a run (then a word-boundary check).
 _STRONG_CUES = ("my name is", "name is", "name:", "name", "dear", "signed", "signed by", "sincerely", "regards",
                 "attn", "attention", "named", "called", "patient", "employee", "applicant", "tenant", "cardholder",
@@ -66,12 +64,8 @@ def _ends_with_cue(before: str, cues: tuple[str, ...]) -> bool:
     return False
 
 
-def _cue(text: str, start: int, cues: tuple[str, ...]) -> bool:
-    return _ends_with_cue(text[max(0, start - 24):start].lower().rstrip(_STRIP), cues)
-
-
 def _cue_mask(text: str, start: int) -> int:
-    """`_cue` for the strong and the weak cues at once: one slice and lower-casing serve both."""
+    """Which cues (`_STRONG`, `_WEAK` bits) end the text before `start`, ignoring trailing " ,:;-"."""
     before = text[start - 24 if start > 24 else 0:start].lower().rstrip(_STRIP)
     if not before.endswith(_ALL_CUES):
         return 0
@@ -114,13 +108,6 @@ def _lexicon() -> dict[str, int]:
     return lex
 
 
-_UNPLANNED = object()  # truthy: a run seen for the first time is worth a look
-
-
-class _CueBefore(Exception):
-    """A run's outcome depends on the cue before its first word."""
-
-
 class _CueElsewhere(Exception):
     """A run's outcome depends on a cue before one of its later words, not only before its first."""
 
@@ -142,12 +129,16 @@ class GazetteerNameRecognizer:
     decision re-run with live cue checks."""
 
     max_tokens = 4
+    max_plans = 4096  # per generation
 
     def __init__(self) -> None:
         self._lex = _lexicon()
         self._cache: dict[str, int] = {}
-        # run -> () nothing | tuple of (start, end) | list: 4 slots by cue mask + the decision | callable
+        # run -> () nothing | tuple of (start, end) | list: 4 slots by cue mask + the decision | callable.
+        # Two generations, each bounded: runs still in use move from the old one to the new one, so the
+        # recurring ones survive a turnover while one-off phrases (most names) do not pile up per worker.
         self._plans: dict[str, Any] = {}
+        self._old_plans: dict[str, Any] = {}
 
     def _classify(self, word: str) -> int:
         if len(word) == 2 and word[1] == ".":
@@ -174,29 +165,25 @@ class GazetteerNameRecognizer:
 
     def collect(self, text: str, out: list[tuple[int, int, Any]], tag: Any) -> list[tuple[int, int, Any]]:
         """`find_names`, appending `(start, end, tag)` to `out` (the redactor's findings) and returning it."""
-        # Most runs are common words with nothing to find: the split, the plan look-ups and picking the
-        # runs worth a look all run in C; only those (and their offsets) come back to Python.
-        parts = _CAP_RUN_SPLIT.split(text)  # text between runs, run, text between runs, ...
-        segs = parts[1::2]
-        if not segs:
-            return out
-        plans = list(map(self._plans.get, segs, repeat(_UNPLANNED, len(segs))))
-        worth = list(compress(range(len(segs)), plans))
-        if not worth:
-            return out
-        ends = list(accumulate(map(len, parts)))
-        for i in worth:
-            plan = plans[i]
-            if plan is _UNPLANNED:
-                plan = self._plan(segs[i])
-                if not plan:
+        plans = self._plans
+        for m in _CAP_RUN.finditer(text):
+            seg = m.group()
+            plan = plans.get(seg)
+            if plan is None:
+                start = m.start()
+                plan, spans = self._plan(seg, text, start)
+                if spans is not None:
+                    for a, b in spans:
+                        out.append((start + a, start + b, tag))
                     continue
-            start = ends[2 * i]
+            if not plan:
+                continue
+            start = m.start()
             if plan.__class__ is list:
                 mask = _cue_mask(text, start)
                 spans = plan[mask]
                 if spans is None:
-                    spans = self._fill(segs[i], plan, mask, text, start)
+                    spans = self._fill(seg, plan, mask, text, start)
             elif plan.__class__ is tuple:
                 spans = plan
             else:
@@ -205,39 +192,52 @@ class GazetteerNameRecognizer:
                 out.append((start + a, start + b, tag))
         return out
 
-    def _plan(self, seg: str) -> Any:
-        if len(self._plans) > 20_000:  # one-off phrases (most names) must not pile up per worker
-            self._plans.clear()
+    def _plan(self, seg: str, text: str, start: int) -> tuple[Any, Any]:
+        """The plan for a run not in the current generation, and, when it had to be made, the names of
+        this occurrence (at `start` in `text`); else None: the caller applies the plan."""
+        if len(self._plans) >= self.max_plans:
+            self._old_plans, self._plans = self._plans, {}
+        plan = self._old_plans.get(seg)
+        if plan is not None:
+            self._plans[seg] = plan
+            return plan, None
+        plan = spans = ()
         if " " not in seg:
             cls = self._cls(seg)
-            if cls in _SINGLE_SKIP:
-                decide = None
-                plan: Any = ()
-            elif cls == _F:
-                decide = None
-                plan = ((0, len(seg)),)
-            else:
-                def decide(ask: Any, seg: str = seg, cls: int = cls) -> list[tuple[int, int]]:
-                    return self._single_name(seg, cls, ask)
+            if cls == _F:
+                plan = spans = ((0, len(seg)),)
+            elif cls not in _SINGLE_SKIP:
+                plan, spans = self._decided(lambda ask: self._single_name(seg, cls, ask), text, start)
         else:
             runs = self._segment_runs(seg)
             if runs:
-                def decide(ask: Any, seg: str = seg, runs: Any = runs) -> list[tuple[int, int]]:
-                    return self._run_names(seg, runs, ask)
-            else:
-                decide = None
-                plan = ()
-        if decide is not None:
-            def probe(pos: int, bit: int) -> bool:
-                raise _CueElsewhere if pos else _CueBefore
-            try:
-                plan = tuple(decide(probe))
-            except _CueBefore:
-                plan = [None, None, None, None, decide]
-            except _CueElsewhere:
-                plan = self._live(decide)
+                plan, spans = self._decided(lambda ask: self._run_names(seg, runs, ask), text, start)
         self._plans[seg] = plan
-        return plan
+        return plan, spans
+
+    def _decided(self, decide: Any, text: str, start: int) -> tuple[Any, tuple[tuple[int, int], ...]]:
+        """Runs `decide(ask)` (the names of a run at `start`; `ask(pos, bit)`: does cue `bit` precede run
+        position `pos`) on the text, and makes the run's plan from the cues it asked about."""
+        mask = -1
+        elsewhere = False
+
+        def ask(pos: int, bit: int) -> bool:
+            nonlocal mask, elsewhere
+            if pos:
+                elsewhere = True
+                return bool(_cue_mask(text, start + pos) & bit)
+            if mask < 0:
+                mask = _cue_mask(text, start)
+            return bool(mask & bit)
+
+        spans = tuple(decide(ask))
+        if elsewhere:
+            return self._live(decide), spans
+        if mask < 0:
+            return spans, spans
+        plan: list[Any] = [None, None, None, None, decide]
+        plan[mask] = spans
+        return plan, spans
 
     def _fill(self, seg: str, plan: list[Any], mask: int, text: str, start: int) -> Any:
         try:

@@ -45,7 +45,6 @@ _RUN = re.compile(r"[\d+(][\d()/:-]*(?:[ .](?=[\d(])[\d()/:-]*)*")
 _RUN_ASCII = re.compile(r"[0-9+(][0-9()/:-]*(?:[ .](?=[0-9(])[0-9()/:-]*)*")
 _HEX = frozenset("0123456789abcdefABCDEF")
 _HEXCOLON = _HEX | {":"}
-_EMAIL_LOCAL = frozenset(string.ascii_letters + string.digits + "._%+-")
 _SCHEME = frozenset(string.ascii_letters + string.digits + "+.-")
 _PHONE_CONTEXT_BEFORE = re.compile(
     r"(?i)\b(?:phone|tel|telephone|mobile|cell|call|fax|whatsapp|sms|text\s+me)\b(?:[^\w\n]{1,4}\w+){0,2}[^\w\n]{1,4}$"
