@@ -222,9 +222,10 @@ def main() -> None:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
-        from tests.conftest import _drop_database
+        from tests.conftest import _delete_streams, _drop_database
 
         _drop_database(admin_url, db)
+        _delete_streams(redis_url, f"{prefix}:*")
 
     lat = result["latencies"]
     achieved = result["sent"] / result["elapsed"]

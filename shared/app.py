@@ -108,6 +108,7 @@ def create_service_app(spec: ServiceSpec, settings: Settings, *, run_background:
         for hook in spec.on_startup:
             await hook(ctx)
         if run_background:
+            await _connect(events_engine, 2)  # the event path's first events should not wait for connections
             _start_background(spec, ctx)
         try:
             yield
@@ -138,6 +139,18 @@ def create_service_app(spec: ServiceSpec, settings: Settings, *, run_background:
     for router in spec.routers:
         app.include_router(router, prefix=prefix)
     return app
+
+
+async def _connect(engine: AsyncEngine, n: int) -> None:
+    """Open `n` pooled connections now (the pool otherwise connects on first use)."""
+    from contextlib import AsyncExitStack
+
+    try:
+        async with AsyncExitStack() as stack:
+            for _ in range(n):
+                await stack.enter_async_context(engine.connect())
+    except Exception:  # the database may come up later: the loops connect (and retry) on their own
+        log.warning("could not open event-path connections at startup", exc_info=True)
 
 
 def _start_background(spec: ServiceSpec, ctx: ServiceContext) -> None:

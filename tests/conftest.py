@@ -76,14 +76,32 @@ def infrastructure() -> Iterator[dict[str, str]]:
     yield {"admin_url": admin_url, "database_url": database_url, "redis_url": redis_url,
            "s3_endpoint": s3_endpoint, "db_name": db_name}
     _drop_database(admin_url, db_name)
+    _delete_streams(redis_url, f"qt-{SESSION}-*")
     for stop in reversed(stops):
         stop()
+
+
+SESSION = secrets.token_hex(3)  # this run's stream prefixes, so its teardown removes its own streams only
+
+
+def _delete_streams(redis_url: str, pattern: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i:i + 500])
+    except redis.RedisError:
+        pass  # a stopped embedded server takes its keys with it
+    finally:
+        client.close()
 
 
 def make_settings(infra: dict[str, str], tmp: Path, **overrides) -> Settings:
     values = dict(
         environment="test", database_url=infra["database_url"], redis_url=infra["redis_url"],
-        stream_prefix=f"qt-{secrets.token_hex(4)}", data_dir=tmp, s3_endpoint=None, blob_dir=tmp / "blobs",
+        stream_prefix=f"qt-{SESSION}-{secrets.token_hex(4)}", data_dir=tmp, s3_endpoint=None, blob_dir=tmp / "blobs",
         migrate_on_start=False, consumer_block_ms=100, outbox_poll_interval=0.2,
         keyring_file=tmp / "keyring.json",
     )

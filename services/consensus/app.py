@@ -15,7 +15,7 @@ from services.consensus.predictions.handlers import handle_predictions
 from services.consensus.projects.handlers import handle_project_configured
 from services.consensus.projects.views import router as settings_router
 from services.consensus.quality.views import router as quality_router
-from services.consensus.refits.service import refit_loop
+from services.consensus.refits.service import refit_loop, warm_fit_pool
 from services.consensus.refits.views import router as refits_router
 from services.consensus.results.views import router as results_router
 from shared.app import ServiceSpec, Subscription, create_service_app
@@ -77,7 +77,7 @@ def build_spec(settings: Settings | None = None) -> ServiceSpec:
             "predictions.imported": on_predictions,
         })],
         background=[refit_loop],
-        on_startup=[freeze_startup_heap],
+        on_startup=[warm_fit_pool, freeze_startup_heap],
         on_shutdown=[unfreeze_heap],
     )
 

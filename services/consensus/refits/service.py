@@ -13,6 +13,7 @@ import atexit
 import logging
 import math
 import multiprocessing
+import os
 import time
 import uuid
 from collections import defaultdict
@@ -67,6 +68,18 @@ def fit_pool() -> ProcessPoolExecutor:
     if _fit_pool is None:
         _fit_pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     return _fit_pool
+
+
+def _warm() -> int:
+    import services.consensus.aggregation  # noqa: F401 - numpy/scipy and the methods, loaded once
+
+    return os.getpid()
+
+
+async def warm_fit_pool(ctx: ServiceContext | None = None) -> None:
+    """Start the fit process at service startup: spawning it (an interpreter importing numpy and scipy, ~1 s
+    of CPU) during the first refit would land in the middle of live traffic."""
+    await asyncio.get_running_loop().run_in_executor(fit_pool(), _warm)
 
 
 @atexit.register
