@@ -7,9 +7,10 @@ data-key row), then times only the per-chunk transactions the importer runs (dup
 COPY tasks, asynchronous commit) against PostgreSQL on 127.0.0.1, in a throwaway database migrated to the
 real schema. Variants strip parts of the schema to show where the time goes:
 
-- `as shipped`: tasks (primary key, unique (project, content hash), (project, created_at, id), import id,
-  foreign key to projects) + data_keys (primary key, scope, live-KEK partial index);
-- `one key per chunk`: the same task rows, one data-key row per chunk instead of per task;
+- `a key per task`: tasks (primary key, unique (project, content hash), (project, created_at, id), import id,
+  foreign key to projects) + one data_keys row (primary key, scope, live-KEK partial index) per task, as with
+  `QUORUM_IMPORT_TASKS_PER_DATA_KEY=1`;
+- `one key per chunk`: the same task rows, one data-key row per chunk (the default 64 tasks per key is close);
 - `tasks only, no secondary indexes or FK`: the least a task row can cost with per-task rows at all.
 
 Rates are tasks per second of wall time; the issue's peer figure (Label Studio, ~5,000 tasks/s here) puts
@@ -42,7 +43,7 @@ TASK_COLUMNS = ["id", "project_id", "org_id", "schema_version", "content_hash", 
                 "original_key_id", "original_enc", "pii_counts", "has_predictions", "import_id", "row_number",
                 "created_at"]
 KEY_COLUMNS = ["id", "scope", "kek_version", "wrapped", "created_at"]
-VARIANTS = ("as shipped", "one key per chunk", "tasks only, no secondary indexes or FK")
+VARIANTS = ("a key per task", "one key per chunk", "tasks only, no secondary indexes or FK")
 
 
 async def _insert_defaults(conn: asyncpg.Connection, table: str, values: dict) -> None:
