@@ -43,7 +43,7 @@ from services.consensus.results import compute
 from services.consensus.results.compute import FittedModel, Review, TaskResult
 from services.consensus.results.models import consensus_results
 from services.consensus.results.service import (TaskEvidence, Written, _classes, _maybe_class, changed, compute_task,
-                                                updated_event)
+                                                updated_envelopes)
 from shared.events.outbox import notify_channel
 
 log = logging.getLogger("quorum.consensus.results")
@@ -414,14 +414,14 @@ async def write_and_announce(session: AsyncSession, items: Sequence[tuple[TaskKe
     if not items and not superseded:
         return []
     rows = []
-    for key, r, max_id in items:
-        w = Written(key=key, result=r, version=0, source=source)
-        envelope = updated_event(configs[key.project_id], w)
+    envelopes = updated_envelopes(configs, [Written(key=key, result=r, version=0, source=source)
+                                            for key, r, _ in items])
+    for (key, r, max_id), envelope in zip(items, envelopes, strict=True):
         rows.append({"project_id": str(key.project_id), "task_id": key.task_id, "control": key.control,
                      "label": r.label, "confidence": r.confidence, "posterior": r.posterior, "method": r.method,
                      "n_labels": r.n_labels, "low_confidence": r.low_confidence, "labels_needed": r.labels_needed,
                      "status": r.status, "model_version": r.model_version, "source": source, "max_label_id": max_id,
-                     "event_id": envelope.id, "envelope": envelope.model_dump(mode="json")})
+                     "event_id": envelope["id"], "envelope": envelope})
     written = (await session.execute(_WRITE_AND_ANNOUNCE, {
         "superseded": list(superseded), "rows": _json(rows), "stream": stream,
         "channel": notify_channel(outbox)})).all()

@@ -9,6 +9,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from services.consensus.results import compute
 from services.consensus.results.compute import FittedModel, Review, TaskResult
 from services.consensus.results.models import consensus_history, consensus_results
 from shared.events.catalog import ConsensusUpdated
-from shared.events.envelope import Envelope, new_event
+from shared.events.envelope import Envelope, new_event, new_event_ids
 
 log = logging.getLogger("quorum.consensus.results")
 
@@ -217,6 +218,28 @@ def updated_event(config: ProjectConfig, w: Written) -> Envelope:
                                model_version=r.model_version)
     return new_event("consensus.updated", payload, producer=PRODUCER, project_id=str(w.key.project_id),
                      org_id=str(config.org_id) if config.org_id else None)
+
+
+def updated_envelopes(configs: dict[uuid.UUID, ProjectConfig], written: Sequence[Written]) -> list[dict[str, Any]]:
+    """`updated_event(...).model_dump(mode="json")` for many results, built as plain dicts: the incremental path
+    announces every changed task, and five pydantic passes per announcement were a tenth of its CPU. The shape
+    is the catalog's (tests compare it with `updated_event` and validate it against the models)."""
+    if not written:
+        return []
+    occurred = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    out = []
+    for event_id, w in zip(new_event_ids(len(written)), written, strict=True):
+        r, project_id = w.result, str(w.key.project_id)
+        org_id = configs[w.key.project_id].org_id
+        out.append({
+            "id": event_id, "type": "consensus.updated", "version": 1, "occurred_at": occurred, "producer": PRODUCER,
+            "org_id": str(org_id) if org_id else None, "project_id": project_id, "request_id": None,
+            "payload": {"task_id": w.key.task_id, "project_id": project_id, "control": w.key.control, "label": r.label,
+                        "confidence": float(r.confidence), "method": r.method, "n_labels": int(r.n_labels),
+                        "result_version": w.version, "low_confidence": bool(r.low_confidence),
+                        "labels_needed": int(r.labels_needed), "status": r.status, "source": w.source,
+                        "model_version": r.model_version}})
+    return out
 
 
 async def recompute_and_publish(session: AsyncSession, keys: Iterable[TaskKey], configs: dict[uuid.UUID, ProjectConfig],

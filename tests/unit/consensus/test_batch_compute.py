@@ -81,3 +81,32 @@ def test_batch_scoring_matches_per_task_scoring() -> None:
             assert abs(result.confidence - expected.confidence) < 1e-12
             assert max_label_id == evidence[key].max_label_id
     assert checked > 500
+
+
+def test_fast_consensus_updated_envelopes_match_the_validated_ones() -> None:
+    import uuid
+
+    from services.consensus.labels.service import TaskKey
+    from services.consensus.projects.service import ProjectConfig
+    from services.consensus.results.compute import TaskResult
+    from services.consensus.results.service import Written, updated_envelopes, updated_event
+    from shared.events.catalog import ConsensusUpdated
+    from shared.events.envelope import Envelope
+
+    project = uuid.uuid4()
+    configs = {project: ProjectConfig(project_id=project, org_id=uuid.uuid4())}
+    results = [TaskResult(label="cat", confidence=0.75, posterior=[["cat", 0.75], ["dog", 0.25]], method="dawid_skene",
+                          n_labels=3, low_confidence=True, labels_needed=2, status="needs_more_labels",
+                          model_version=4),
+               TaskResult(label=3, confidence=1.0, posterior=[[3, 1.0]], method="majority_vote", n_labels=1,
+                          low_confidence=False, labels_needed=0, status="resolved", model_version=None)]
+    written = [Written(key=TaskKey(project, f"t{i}", "label"), result=r, version=i + 1, source="incremental")
+               for i, r in enumerate(results)]
+    fast = updated_envelopes(configs, written)
+    for w, envelope in zip(written, fast, strict=True):
+        slow = updated_event(configs[project], w).model_dump(mode="json")
+        assert {k: v for k, v in envelope.items() if k not in ("id", "occurred_at")} == \
+               {k: v for k, v in slow.items() if k not in ("id", "occurred_at")}
+        parsed = Envelope.model_validate(envelope)  # the catalog's models accept it as it is
+        assert ConsensusUpdated.model_validate(parsed.payload).model_dump(mode="json") == envelope["payload"]
+    assert len({e["id"] for e in fast}) == 2
