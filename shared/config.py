@@ -46,7 +46,6 @@ class Settings(BaseSettings):
     consumer_reclaim_idle_ms: int = 30_000
     consumer_max_deliveries: int = 5
     consumer_batch: int = 100
-    consumer_concurrency: int = 1  # batches a batching consumer keeps in flight; 2 overlaps commit and compute
 
     # Identity
     jwt_issuer: str = "quorum"

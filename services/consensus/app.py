@@ -59,8 +59,7 @@ def build_spec(settings: Settings | None = None) -> ServiceSpec:
         await handle_predictions(session, envelope, stream=stream)
 
     def make_consumer(**kwargs: Any) -> BatchingConsumer:
-        return BatchingConsumer(batch_handlers={ANNOTATION_SUBMITTED: on_annotations},
-                                concurrency=settings.consumer_concurrency, **kwargs)
+        return BatchingConsumer(batch_handlers={ANNOTATION_SUBMITTED: on_annotations}, **kwargs)
 
     return ServiceSpec(
         name="consensus", title="Quorum consensus scoring",

@@ -5,17 +5,10 @@ a batchable type that arrive together are handled in one transaction: one inbox 
 duplicate delivery is skipped as in `StreamConsumer`), one call of the batch handler, one commit, one XACK.
 If the batch fails, its events are retried one by one through the ordinary path, so one bad event never
 holds up the others and still ends in the dead-letter stream after `max_deliveries`.
-
-Optionally pipelined (`concurrency` > 1, setting `consumer_concurrency`): a read made only of batchable events
-is flushed in the background while the next read goes out, up to `concurrency` batches in flight. On 2 cores
-this measured slower than one batch at a time (the batches interleave on one event loop), so the default is 1. Batches touching the same task
-serialise on the task's advisory lock, so their order is the stream's order. Anything else in a read waits
-for the batches in flight first and is handled in order, as in `StreamConsumer`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -33,48 +26,19 @@ BatchHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[Any]]
 
 
 class BatchingConsumer(StreamConsumer):
-    def __init__(self, *, batch_handlers: dict[str, BatchHandler], concurrency: int = 1, **kwargs: Any) -> None:
+    def __init__(self, *, batch_handlers: dict[str, BatchHandler], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.batch_handlers = batch_handlers
-        self.concurrency = max(1, concurrency)
-        self._in_flight: set[asyncio.Task] = set()
         # one statement whatever the batch size (a multi-row VALUES compiles anew for every row count)
         self._claim = sa.text(f"""
             INSERT INTO {self.inbox.schema}.{self.inbox.name} (consumer_group, event_id)
             SELECT :group, unnest(CAST(:ids AS text[])) ON CONFLICT DO NOTHING RETURNING event_id""")
 
-    async def run(self) -> None:
-        try:
-            await super().run()
-        finally:
-            for task in self._in_flight:
-                task.cancel()  # rolled back and unacknowledged: redelivered to whoever reclaims them
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
-
-    async def drain(self) -> None:
-        """Wait for the batches in flight."""
-        while self._in_flight:
-            await asyncio.wait(set(self._in_flight))
-
     async def read_once(self, block_ms: int | None = None) -> int:
-        while len(self._in_flight) >= self.concurrency:
-            await asyncio.wait(set(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
         response = await self.redis.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
                                                count=self.batch, block=block_ms)
-        if not response:
-            return 0
-        if len(response) == 1 and self.concurrency > 1:
-            stream, messages = response[0]
-            stream = stream.decode() if isinstance(stream, bytes) else stream
-            run = self._single_run(messages)
-            if run is not None:
-                task = asyncio.create_task(self._flush(stream, run), name=f"{self.group}-batch")
-                self._in_flight.add(task)
-                task.add_done_callback(self._batch_done)
-                return len(messages)
-        await self.drain()
         count = 0
-        for stream, messages in response:
+        for stream, messages in response or []:
             stream = stream.decode() if isinstance(stream, bytes) else stream
             run: list[tuple[str, dict, Envelope]] = []
             for message_id, fields in messages:
@@ -93,23 +57,6 @@ class BatchingConsumer(StreamConsumer):
                     await self._process(stream, message_id, fields, deliveries=1)
             await self._flush(stream, run)
         return count
-
-    def _batch_done(self, task: asyncio.Task) -> None:
-        self._in_flight.discard(task)
-        if not task.cancelled() and task.exception() is not None:  # unacknowledged: redelivered after reclaim
-            log.error("event batch failed", exc_info=task.exception())
-
-    def _single_run(self, messages: list) -> list[tuple[str, dict, Envelope]] | None:
-        """The messages as one run of one batchable type, or None if they are anything else."""
-        run: list[tuple[str, dict, Envelope]] = []
-        for message_id, fields in messages:
-            fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-                      for k, v in fields.items()}
-            envelope = self._batchable(fields)
-            if envelope is None or (run and run[0][2].type != envelope.type):
-                return None
-            run.append((message_id, fields, envelope))
-        return run
 
     def _batchable(self, fields: dict) -> Envelope | None:
         if fields.get("type") not in self.batch_handlers:

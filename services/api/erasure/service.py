@@ -105,19 +105,18 @@ async def _rekey_siblings(session: AsyncSession, ctx: ServiceContext, key_ids: s
     if not key_ids:
         return 0
     siblings = (await session.execute(
-        sa.select(Task.id, Task.key_id, Task.data_enc)
+        sa.select(Task.id, Task.key_id, Task.data_enc, DataKey.scope).join(DataKey, DataKey.id == Task.key_id)
         .where(Task.key_id.in_(sorted(key_ids)), Task.erased_at.is_(None), Task.id.not_in(list(erased)))
-        .order_by(Task.id).with_for_update())).all()
+        .order_by(Task.id).with_for_update(of=Task))).all()
     if not siblings:
         return 0
     keys = data_key_store(ctx)
     fresh_keys: dict[str, tuple[str, bytes]] = {}
     old_keys: dict[str, bytes] = {}
     updates = []
-    for task_id, old_key_id, blob in siblings:
+    for task_id, old_key_id, blob, scope in siblings:
         if old_key_id not in old_keys:
             old_keys[old_key_id] = await keys.get(old_key_id, session=session)
-            scope = (await session.execute(sa.select(DataKey.scope).where(DataKey.id == old_key_id))).scalar_one()
             fresh_keys[old_key_id] = await keys.create(scope, session=session)
         new_key_id, new_dek = fresh_keys[old_key_id]
         payload = decrypt_task_payload(old_keys[old_key_id], task_id, blob, purpose="data")

@@ -10,9 +10,13 @@ import logging
 import uuid
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.consensus.labels.models import gold_labels, labels, reviews
+from services.consensus.predictions.models import predictions
+from services.consensus.results.models import consensus_history, consensus_results
 from services.consensus.labels.service import NewLabel, TaskKey, lock_tasks, set_gold, store_review
 from services.consensus.projects.service import ProjectConfig, learn_from_event, load_configs, save_config
 from services.consensus.results import batch, compute
@@ -87,12 +91,6 @@ async def handle_annotations(session: AsyncSession, envelopes: Sequence[Envelope
 async def handle_task_deleted(session: AsyncSession, env: Envelope) -> int:
     """An erased task leaves nothing here: its labels (free text may hold what the api erased), gold, reviews,
     model predictions and consensus history are deleted. Returns how many rows went."""
-    import sqlalchemy as sa
-
-    from services.consensus.labels.models import gold_labels, labels, reviews
-    from services.consensus.predictions.models import predictions
-    from services.consensus.results.models import consensus_history, consensus_results
-
     p = TaskDeleted.model_validate(env.payload)
     project_id = uuid.UUID(p.project_id)
     controls = (await session.execute(
