@@ -198,7 +198,8 @@ def run_quorum(path: Path, n: int, args: argparse.Namespace) -> list[dict]:
         token = quorum_login(base, email, password)
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
-            for label, pii in (("Quorum, redaction + encryption", True), ("Quorum, redaction off (encrypted)", False)):
+            modes = (("Quorum, redaction + encryption", True), ("Quorum, redaction off (encrypted)", False))
+            for label, pii in [m for m in modes if args.quorum_modes in ("both", "on" if m[1] else "off")]:
                 r = client.post("/api/v1/projects", json={"name": label, "label_schema": TEXT_SCHEMA,
                                                           "pii": {"enabled": pii}})
                 r.raise_for_status()
@@ -332,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                                                              "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--redis-url", default=os.environ.get("QUORUM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     ap.add_argument("--skip-labelstudio", action="store_true")
+    ap.add_argument("--quorum-modes", choices=("both", "on", "off"), default="both",
+                    help="which Quorum runs: redaction on, off, or both (default)")
     ap.add_argument("--keep-db", action="store_true")
     ap.add_argument("--server-log-level", default="WARNING")
     ap.add_argument("--check-pii", action="store_true")

@@ -7,11 +7,11 @@ data-key row), then times only the per-chunk transactions the importer runs (dup
 COPY tasks, asynchronous commit) against PostgreSQL on 127.0.0.1, in a throwaway database migrated to the
 real schema. Variants strip parts of the schema to show where the time goes:
 
-- `a key per task`: tasks (primary key, unique (project, content hash), (project, created_at, id), import id,
-  foreign key to projects) + one data_keys row (primary key, scope, live-KEK partial index) per task, as with
+- `a key per task`: tasks (time-ordered UUIDv7 primary key as the importer makes them, unique (project, content
+  hash), (project, created_at, id), import id, the statement-level check that the project exists) + one data_keys row (primary key, scope, live-KEK partial index) per task, as with
   `QUORUM_IMPORT_TASKS_PER_DATA_KEY=1`;
 - `one key per chunk`: the same task rows, one data-key row per chunk (the default 64 tasks per key is close);
-- `tasks only, no secondary indexes or FK`: the least a task row can cost with per-task rows at all.
+- `tasks only, no secondary indexes or project check`: the least a task row can cost with per-task rows at all.
 
 Rates are tasks per second of wall time; the issue's peer figure (Label Studio, ~5,000 tasks/s here) puts
 them in proportion. No Python work per row is timed: this is what PostgreSQL itself accepts.
@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 
+from services.api.imports.pipeline import task_uuid  # noqa: E402
 from shared.embedded import create_database  # noqa: E402
 from shared.migrations import upgrade_all  # noqa: E402
 
@@ -43,7 +44,7 @@ TASK_COLUMNS = ["id", "project_id", "org_id", "schema_version", "content_hash", 
                 "original_key_id", "original_enc", "pii_counts", "has_predictions", "import_id", "row_number",
                 "created_at"]
 KEY_COLUMNS = ["id", "scope", "kek_version", "wrapped", "created_at"]
-VARIANTS = ("a key per task", "one key per chunk", "tasks only, no secondary indexes or FK")
+VARIANTS = ("a key per task", "one key per chunk", "tasks only, no secondary indexes or project check")
 
 
 async def _insert_defaults(conn: asyncpg.Connection, table: str, values: dict) -> None:
@@ -75,6 +76,9 @@ async def _prepare(conn: asyncpg.Connection, variant: str) -> tuple[uuid.UUID, u
         for (name,) in await conn.fetch("SELECT conname FROM pg_constraint WHERE conrelid = 'quorum_api.tasks'::regclass "
                                         "AND contype = 'f'"):
             await conn.execute(f"ALTER TABLE {SCHEMA}.tasks DROP CONSTRAINT {name}")
+        for (name,) in await conn.fetch("SELECT tgname FROM pg_trigger WHERE tgrelid = 'quorum_api.tasks'::regclass "
+                                        "AND NOT tgisinternal"):
+            await conn.execute(f"DROP TRIGGER {name} ON {SCHEMA}.tasks")
         for index in ("ix_tasks_project_created", "ix_tasks_import"):
             await conn.execute(f"DROP INDEX {SCHEMA}.{index}")
     return org, project
@@ -85,7 +89,7 @@ def _chunks(n: int, chunk: int, variant: str) -> list[tuple[list, list]]:
     out = []
     for start in range(0, n, chunk):
         size = min(chunk, n - start)
-        ids = [str(uuid.uuid4()) for _ in range(size)]
+        ids = [str(task_uuid(os.urandom(16))) for _ in range(size)]
         if variant == VARIANTS[0]:
             key_ids = ["dk_" + secrets.token_hex(16) for _ in range(size)]
             keys = [(k, f"task:{t}", 1, os.urandom(60), now) for k, t in zip(key_ids, ids)]

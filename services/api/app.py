@@ -11,7 +11,7 @@ from services.api.identity.views import well_known as identity_well_known
 from services.api.erasure.views import router as erasure_router
 from services.api.media.views import router as media_router
 from services.api.system.views import router as system_router
-from services.api.imports.service import import_resumer
+from services.api.imports.service import close_process_pool, import_resumer
 from services.api.imports.views import router as imports_router
 from services.api.projects.views import router as projects_router
 from services.api.tasks.views import router as tasks_router
@@ -49,7 +49,7 @@ def build_spec() -> ServiceSpec:
         outbox=outbox, inbox=inbox,
         readiness={"object_storage": _blob_store_ready},
         on_startup=[_open_blob_store, identity_startup.on_startup],
-        on_shutdown=[_close_blob_store, identity_startup.on_shutdown], background=[import_resumer],
+        on_shutdown=[_close_blob_store, close_process_pool, identity_startup.on_shutdown], background=[import_resumer],
     )
 
 

@@ -220,7 +220,7 @@ def warm_up(server_pid: int | None = None) -> None:
 
 # -- the chunk entry point ---------------------------------------------------------------------------
 
-# Per task: task id 16 + data key id 16 + data key 32 + wrap nonce 12 + payload nonce 12 bytes of randomness.
+# Per task: task id 16 (10 of them used) + data key id 16 + data key 32 + wrap nonce 12 + payload nonce 12 bytes of randomness.
 _RANDOM_PER_TASK = 16 + 16 + 32 + 12 + 12
 
 
@@ -318,7 +318,7 @@ def _prepare_row(state: _ChunkState, number: int, raw: Any, errors: list[RowErro
                                                     pseudonyms, actions)
 
     fresh = state.take(_RANDOM_PER_TASK)
-    task_id = uuid.UUID(bytes=fresh[:16], version=4)  # = uuid.uuid4(), from the chunk's random draw
+    task_id = task_uuid(fresh[:16])
     if state.group_left <= 0 or state.group_key is None:
         state.group_key = _new_key(ctx, state.wrap_aead, fresh[16:32], fresh[32:64], fresh[64:76])
         state.group_left = max(1, ctx.tasks_per_key)
@@ -364,7 +364,18 @@ def _confidence(value: Any) -> float | None:
     return float(value) if _num(value) and 0.0 <= value <= 1.0 else None
 
 
-# -- encryption ----------------------------------------------------------------------------------------
+# -- ids and encryption ----------------------------------------------------------------------------------------
+
+def task_uuid(random16: bytes, unix_ms: int | None = None) -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits. Time-ordered ids land at the
+    right edge of the tasks primary key instead of on a random leaf: +15 % COPY rate
+    (`benchmarks/ingest_db_ceiling.py`). The id reveals when the task was imported, nothing else."""
+    ms = time.time_ns() // 1_000_000 if unix_ms is None else unix_ms
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | int.from_bytes(random16[6:], "big") & ((1 << 80) - 1)
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
+    return uuid.UUID(int=value)
+
 
 def _new_key(ctx: RowContext, wrap_aead: AESGCM, id_random: bytes, dek: bytes, nonce: bytes
              ) -> tuple[str, bytes, int, bytes]:

@@ -95,8 +95,16 @@ def process_pool(settings: Any) -> ProcessPoolExecutor:
 
 @atexit.register
 def _shutdown_pool() -> None:
+    global _pool
     if _pool is not None:
         _pool.shutdown(wait=True, cancel_futures=True)
+        _pool = None
+
+
+async def close_process_pool(ctx: Any) -> None:
+    """App shutdown: stop the workers while the server still runs its hooks (atexit comes too late for the
+    pool's semaphores, which the resource tracker then reports as leaked)."""
+    await asyncio.get_running_loop().run_in_executor(None, _shutdown_pool)
 
 
 # -- receiving ---------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ class Task(Base):
     __table_args__ = (sa.Index("uq_tasks_project_content_hash", "project_id", "content_hash", unique=True),)
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
-    project_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
+    # References projects.id through statement-level triggers, not a per-row foreign key (migration 0006).
+    project_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
     org_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
     schema_version: Mapped[int] = mapped_column(sa.Integer)
     content_hash: Mapped[bytes] = mapped_column(sa.LargeBinary)
