@@ -1,7 +1,9 @@
 """Object storage: one async `BlobStore` contract, a local-directory and an S3/MinIO implementation.
 
-Encryption at rest is a wrapper over any of them: `shared.crypto.EncryptedBlobStore`.
+Encryption at rest is a wrapper over any of them: `shared.crypto.EncryptedBlobStore`. `S3BlobStore` loads on first
+use (PEP 562), so a process on the local store never imports the S3 client (~7 MB).
 """
+from typing import TYPE_CHECKING, Any
 
 from shared.storage.base import (
     DEFAULT_CONTENT_TYPE,
@@ -15,7 +17,18 @@ from shared.storage.base import (
 from shared.storage.errors import InvalidObjectKey, ObjectKeyConflict, ObjectNotFound, StorageUnavailable
 from shared.storage.factory import create_blob_store
 from shared.storage.local import LocalBlobStore
-from shared.storage.s3 import S3BlobStore
+
+if TYPE_CHECKING:
+    from shared.storage.s3 import S3BlobStore
+
+
+def __getattr__(name: str) -> Any:
+    if name == "S3BlobStore":
+        from shared.storage.s3 import S3BlobStore
+
+        return S3BlobStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",

@@ -7,7 +7,6 @@ from typing import Any, Protocol
 
 from shared.storage.base import BlobStore
 from shared.storage.local import LocalBlobStore
-from shared.storage.s3 import S3BlobStore
 
 
 class StorageSettings(Protocol):
@@ -25,6 +24,8 @@ def create_blob_store(settings: Any, *, create_bucket: bool = True) -> BlobStore
     or `<data_dir>/blobs`). The result stores bytes as given: wrap it in `EncryptedBlobStore`."""
     endpoint = getattr(settings, "s3_endpoint", None)
     if endpoint:
+        from shared.storage.s3 import S3BlobStore  # the S3 client (~7 MB) only where S3 is configured
+
         secret = getattr(settings, "s3_secret_key", None)
         if secret is not None and hasattr(secret, "get_secret_value"):
             secret = secret.get_secret_value()

@@ -15,7 +15,6 @@ cost of re-encrypting at most `tasks_per_key - 1` small payloads per erased task
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import time
@@ -237,6 +236,7 @@ class _ChunkState:
     random: bytes
     offset: int = 0
     group_key: tuple[str, bytes, int, bytes] | None = None  # key_id, dek, kek_version, wrapped
+    group_aead: AESGCM | None = None  # the group key's cipher (its key schedule made once per group)
     group_left: int = 0
 
     def take(self, n: int) -> bytes:
@@ -297,7 +297,7 @@ def _prepare_row(state: _ChunkState, number: int, raw: Any, errors: list[RowErro
         return None
 
     canonical = orjson.dumps({"data": data, "predictions": predictions}, option=orjson.OPT_SORT_KEYS)
-    content_hash = hmac.new(ctx.content_hash_key, canonical, hashlib.sha256).digest()
+    content_hash = hmac.digest(ctx.content_hash_key, canonical, "sha256")
 
     report: dict[str, Any] = {"counts": {}, "entities": []}
     pseudonyms: list[str] = []
@@ -321,17 +321,18 @@ def _prepare_row(state: _ChunkState, number: int, raw: Any, errors: list[RowErro
     task_id = task_uuid(fresh[:16])
     if state.group_left <= 0 or state.group_key is None:
         state.group_key = _new_key(ctx, state.wrap_aead, fresh[16:32], fresh[32:64], fresh[64:76])
+        state.group_aead = AESGCM(state.group_key[1])
         state.group_left = max(1, ctx.tasks_per_key)
     state.group_left -= 1
-    key_id, dek, kek_version, wrapped = state.group_key
+    key_id, _, kek_version, wrapped = state.group_key
     payload = orjson.dumps({"data": shown_data, "predictions": shown_predictions, "redaction": report})
-    data_enc = _encrypt(dek, task_id, payload, b"data", fresh[76:88])
+    data_enc = _seal(state.group_aead, task_id, payload, b"data", fresh[76:88])
     original_key = original_enc = None
     if ctx.keep_original and redactor is not None and report["entities"]:
         more = state.take(_RANDOM_PER_TASK)
         okey_id, odek, okek, owrapped = _new_key(ctx, state.wrap_aead, more[16:32], more[32:64], more[64:76])
         original_key = (okey_id, okek, owrapped)
-        original_enc = _encrypt(odek, task_id, canonical, b"original", more[76:88])
+        original_enc = _seal(AESGCM(odek), task_id, canonical, b"original", more[76:88])
     return PreparedTask(number, str(task_id), content_hash, (key_id, kek_version, wrapped), data_enc, original_key,
                         original_enc, orjson.dumps(report["counts"]).decode(), sorted(set(pseudonyms)),
                         bool(predictions), _choice_predictions(shown_predictions, controls) if predictions else [])
@@ -390,12 +391,12 @@ def _aad(task_id: uuid.UUID, purpose: str) -> bytes:
     return b"quorum-task/1|" + purpose.encode() + b"|" + task_id.bytes
 
 
-def _encrypt(dek: bytes, task_id: uuid.UUID, payload: bytes, purpose: bytes, nonce: bytes) -> bytes:
-    return TASK_FORMAT + nonce + AESGCM(dek).encrypt(nonce, payload, b"quorum-task/1|" + purpose + b"|" + task_id.bytes)
+def _seal(aead: AESGCM, task_id: uuid.UUID, payload: bytes, purpose: bytes, nonce: bytes) -> bytes:
+    return TASK_FORMAT + nonce + aead.encrypt(nonce, payload, b"quorum-task/1|" + purpose + b"|" + task_id.bytes)
 
 
 def encrypt_task_payload(dek: bytes, task_id: uuid.UUID, payload: bytes, *, purpose: str) -> bytes:
-    return _encrypt(dek, task_id, payload, purpose.encode(), os.urandom(NONCE_BYTES))
+    return _seal(AESGCM(dek), task_id, payload, purpose.encode(), os.urandom(NONCE_BYTES))
 
 
 def decrypt_task_payload(dek: bytes, task_id: uuid.UUID, blob: bytes, *, purpose: str) -> bytes:

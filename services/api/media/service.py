@@ -38,7 +38,7 @@ from shared.app import ServiceContext
 from shared.auth.principal import Principal
 from shared.crypto import DecryptionError, EncryptedBlobStore, KeyDestroyed
 from shared.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ProblemError, ServiceUnavailable
-from shared.storage import InvalidObjectKey, S3BlobStore, validate_prefix
+from shared.storage import BlobStore, InvalidObjectKey, validate_prefix
 from services.api.ids import uuid_or_404 as _uuid
 
 log = logging.getLogger("quorum.api.media")
@@ -412,7 +412,9 @@ async def ingest_archive(ctx: ServiceContext, project: ProjectRef, sealed_secret
 
 # -- media by reference (a bucket/prefix on the S3 API) ------------------------------------------------
 
-def source_bucket_store(settings: Any, bucket: str) -> S3BlobStore:
+def source_bucket_store(settings: Any, bucket: str) -> BlobStore:
+    from shared.storage import S3BlobStore
+
     if not settings.s3_endpoint:
         raise ServiceUnavailable("importing media by reference needs an S3 endpoint (QUORUM_S3_ENDPOINT)")
     secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
