@@ -177,6 +177,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("QUORUM_BENCH_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("QUORUM_BENCH_REDIS_URL"))
     parser.add_argument("--timeline", action="store_true", help="also print p50/p99 per second of the run")
+    parser.add_argument("--keep-db", action="store_true", help="keep the benchmark database (printed) for inspection")
     args = parser.parse_args()
 
     admin_url = args.database_url or ("postgresql://postgres@127.0.0.1:5432/postgres"
@@ -224,7 +225,10 @@ def main() -> None:
             server.kill()
         from tests.conftest import _delete_streams, _drop_database
 
-        _drop_database(admin_url, db)
+        if args.keep_db:
+            print(f"kept database {database_url}")
+        else:
+            _drop_database(admin_url, db)
         _delete_streams(redis_url, f"{prefix}:*")
 
     lat = result["latencies"]

@@ -125,6 +125,27 @@ class TreeMemory:
         self._thread.join()
 
 
+def cpu_seconds(root_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the server process, its worker processes, and every PostgreSQL process of
+    the machine (backends, WAL writer, checkpointer): where an import's work went, independent of load."""
+    out = {"api": 0.0, "workers": 0.0, "postgres": 0.0}
+    root = psutil.Process(root_pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        out["api" if proc.pid == root_pid else "workers"] += t.user + t.system
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if proc.info["name"] in ("postgres", "postmaster"):
+                t = proc.cpu_times()
+                out["postgres"] += t.user + t.system
+        except psutil.Error:
+            continue
+    return out
+
+
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -205,6 +226,7 @@ def run_quorum(path: Path, n: int, args: argparse.Namespace) -> list[dict]:
                 r.raise_for_status()
                 project_id = r.json()["id"]
                 with TreeMemory(server.pid) as mem:
+                    cpu_before = cpu_seconds(server.pid)
                     started = time.perf_counter()
                     r = client.post(f"/api/v1/projects/{project_id}/imports", content=file_chunks(path),
                                     headers={"Content-Type": "application/json", "Content-Length": str(path.stat().st_size)},
@@ -218,6 +240,7 @@ def run_quorum(path: Path, n: int, args: argparse.Namespace) -> list[dict]:
                             break
                         time.sleep(POLL_SECONDS)
                     elapsed = time.perf_counter() - started
+                    cpu = {k: v - cpu_before[k] for k, v in cpu_seconds(server.pid).items()}
                 created = status["counts"]["created"]
                 if status["status"] != "succeeded" or created != n:
                     raise RuntimeError(f"{label}: import ended {status['status']} with {status['counts']} "
@@ -227,6 +250,9 @@ def run_quorum(path: Path, n: int, args: argparse.Namespace) -> list[dict]:
                 print(f"  {label}: {created} tasks in {elapsed:.1f}s (upload {accepted:.1f}s) = "
                       f"{created / elapsed:,.0f} tasks/s, peak RSS {mem.peak / 2**20:.0f} MiB, PSS {mem.peak_pss / 2**20:.0f} MiB",
                       flush=True)
+                print("    CPU per task: " + ", ".join(f"{k} {v / max(created, 1) * 1e6:.1f} µs" for k, v in cpu.items())
+                      + f" (total {sum(cpu.values()) / max(created, 1) * 1e6:.1f} µs; 2 cores give "
+                      f"{2 * elapsed / max(created, 1) * 1e6:.1f} µs of CPU per task at this rate)", flush=True)
             if args.check_pii:
                 sample = client.get(f"/api/v1/projects/{results and project_id}/tasks",
                                     params={"include_data": "true", "limit": 1}).json()

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.consensus.db import row_slices
 from services.consensus.labels.models import gold_labels, labels, reviews
 
 SCHEMA = labels.schema
@@ -122,13 +123,19 @@ class ProjectLabels:
 
 
 async def project_labels(session: AsyncSession, project_id: uuid.UUID, control: str) -> ProjectLabels:
-    rows = (await session.execute(
-        sa.select(labels.c.id, labels.c.task_id, labels.c.annotator_id, labels.c.value, labels.c.submitted_at)
-        .where(labels.c.project_id == project_id, labels.c.control == control, labels.c.superseded.is_(False))
-        .order_by(labels.c.id))).all()
-    return ProjectLabels(ids=[r.id for r in rows], tasks=[r.task_id for r in rows], annotators=[r.annotator_id for r in rows],
-                         values=[r.value for r in rows], submitted_at=[r.submitted_at for r in rows],
-                         max_label_id=max((r.id for r in rows), default=0))
+    out = ProjectLabels(ids=[], tasks=[], annotators=[], values=[], submitted_at=[], max_label_id=0)
+    async for rows in row_slices(session, (
+            sa.select(labels.c.id, labels.c.task_id, labels.c.annotator_id, labels.c.value, labels.c.submitted_at)
+            .where(labels.c.project_id == project_id, labels.c.control == control, labels.c.superseded.is_(False))
+            .order_by(labels.c.id))):
+        ids, tasks, annotators, values, submitted_at = zip(*rows)
+        out.ids.extend(ids)
+        out.tasks.extend(tasks)
+        out.annotators.extend(annotators)
+        out.values.extend(values)
+        out.submitted_at.extend(submitted_at)
+    out.max_label_id = max(out.ids, default=0)
+    return out
 
 
 async def project_gold(session: AsyncSession, project_id: uuid.UUID, control: str) -> dict[str, Any]:

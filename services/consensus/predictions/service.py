@@ -11,6 +11,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.consensus.db import rows_in_slices
 from services.consensus.labels.service import TaskKey
 from services.consensus.predictions.models import predictions
 
@@ -58,6 +59,6 @@ async def store_predictions(session: AsyncSession, new: Sequence[NewPrediction])
 async def project_predictions(session: AsyncSession, project_id: uuid.UUID,
                               control: str) -> dict[str, tuple[Any, float | None]]:
     """task -> (predicted value, score) for one control of a project."""
-    rows = (await session.execute(sa.select(predictions.c.task_id, predictions.c.value, predictions.c.score).where(
-        predictions.c.project_id == project_id, predictions.c.control == control))).all()
+    rows = await rows_in_slices(session, sa.select(predictions.c.task_id, predictions.c.value, predictions.c.score)
+                                .where(predictions.c.project_id == project_id, predictions.c.control == control))
     return {r.task_id: (r.value, r.score) for r in rows}

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.consensus.events import PRODUCER, publish_many
 from services.consensus.projects.service import ProjectConfig
-from services.consensus.quality.annotators import AnnotatorQuality, annotator_quality, pause_decisions
+from services.consensus.quality.annotators import AnnotatorQuality, pause_decisions
 from services.consensus.quality.models import annotator_states, quality_snapshots
 from services.consensus.refits.models import worker_models
 from shared.events.catalog import AnnotatorQualityChanged
@@ -34,12 +34,10 @@ class ControlQuality:
     rows: list[AnnotatorQuality]
 
 
-async def save_snapshot(session: AsyncSession, project_id: uuid.UUID, control: str, model_version: int, *,
-                        tasks: list, annotators: list, values: list, gold: dict, consensus: dict,
-                        confusion: dict[str, np.ndarray], class_prior: np.ndarray, classes: list,
+async def save_snapshot(session: AsyncSession, project_id: uuid.UUID, control: str, model_version: int,
+                        rows: list[AnnotatorQuality], *, confusion: dict[str, np.ndarray],
                         skill: dict[str, float]) -> ControlQuality:
-    rows = annotator_quality(tasks, annotators, values, gold=gold, consensus=consensus, confusion=confusion,
-                             class_prior=class_prior, classes=classes)
+    """Store a refit's annotator quality table (`annotator_quality`, computed in the fit process)."""
     if rows:
         await session.execute(sa.insert(quality_snapshots), [{
             "project_id": project_id, "control": control, "model_version": model_version,

@@ -29,19 +29,21 @@ from services.consensus.aggregation import UNREACHABLE, TaskPosteriorModel
 from services.consensus.aggregation import labels_needed as aggregation_labels_needed
 from services.consensus.aggregation.em import e_step
 from services.consensus.aggregation.matrix import AnswerMatrix, _sorted_classes
+from services.consensus.db import rows_in_slices
 from services.consensus.events import PRODUCER, publish_many
 from services.consensus.labels.models import labels
 from services.consensus.labels.service import TaskKey, project_gold, project_labels, project_reviews
 from services.consensus.predictions.service import project_predictions
 from services.consensus.projects.service import ProjectConfig, load_config
 from services.consensus.quality import service as quality_service
+from services.consensus.quality.annotators import AnnotatorQuality, annotator_quality
 from services.consensus.refits.methods import METHODS
 from services.consensus.refits.models import refit_runs, worker_models
 from services.consensus.refits.store import save_model
 from services.consensus.results import compute
 from services.consensus.results.compute import FittedModel, Review, TaskResult
 from services.consensus.results.models import consensus_results
-from services.consensus.results.service import updated_event, write_results
+from services.consensus.results.service import updated_envelopes, write_results
 from shared.app import ServiceContext
 
 log = logging.getLogger("quorum.consensus.refits")
@@ -51,7 +53,7 @@ REFIT_POLL_SECONDS = 1.0
 # full refit every few hundred labels would spend the replica's CPU refitting instead of serving updates.
 MIN_REFIT_GAP_SECONDS = 30
 STALE_RUN_SECONDS = 900  # a run 'running' this long belonged to a replica that died
-WRITE_CHUNK = 1000
+WRITE_CHUNK = 250
 # After a refit a task is re-announced when its label, status or labels_needed changed, or its confidence
 # moved by more than this (smaller moves are refit noise nobody acts on).
 CONFIDENCE_CHANGE = 1e-3
@@ -216,7 +218,9 @@ class ControlFit:
     task_results: dict[str, tuple[TaskResult, int]]  # task -> (result, max label id)
     matrix_tasks: list
     stats: dict[str, Any]
-    quality_inputs: dict[str, Any]
+    quality: list[AnnotatorQuality]  # computed in the fit process, saved by the service
+    confusion: dict[str, np.ndarray]
+    skill: dict[str, float]
 
 
 async def _refit_locked(ctx: ServiceContext, project_id: uuid.UUID) -> dict[str, Any]:
@@ -247,8 +251,8 @@ async def _refit_locked(ctx: ServiceContext, project_id: uuid.UUID) -> dict[str,
                 fit_seconds=fit.stats["fit_seconds"], stats=fit.stats, workers=fit.worker_rows)
         changed = await _write_changed(ctx, config, control, fit, version)
         async with ctx.session_factory() as session, session.begin():
-            quality = await quality_service.save_snapshot(session, project_id, control, version,
-                                                          **fit.quality_inputs)
+            quality = await quality_service.save_snapshot(session, project_id, control, version, fit.quality,
+                                                          confusion=fit.confusion, skill=fit.skill)
         pause_inputs.append(quality)
         summary["controls"][control] = {"model_version": version, **fit.stats, "changed_tasks": changed}
     if pause_inputs:
@@ -349,12 +353,13 @@ def fit_control(config: ProjectConfig, control: str, configured_classes: list | 
              "log_likelihood": float(result.log_likelihood) if math.isfinite(result.log_likelihood) else None}
     if model.tie_order is not None:
         stats["tie_order"] = compute.jsonable(model.tie_order)
-    quality_inputs = {"tasks": data.tasks, "annotators": data.annotators, "values": values, "gold": gold_values,
-                      "consensus": consensus, "confusion": dict(zip(worker_ids, confusion)),
-                      "class_prior": np.exp(log_prior - log_prior.max()), "classes": classes,
-                      "skill": dict(zip(worker_ids, skill.tolist()))}
+    confusion_of = dict(zip(worker_ids, confusion))
+    quality = annotator_quality(data.tasks, data.annotators, values, gold=gold_values, consensus=consensus,
+                                confusion=confusion_of, class_prior=np.exp(log_prior - log_prior.max()),
+                                classes=classes)
     return ControlFit(control=control, classes=classes, model=model, worker_rows=worker_rows,
-                      task_results=task_results, matrix_tasks=task_ids, stats=stats, quality_inputs=quality_inputs)
+                      task_results=task_results, matrix_tasks=task_ids, stats=stats, quality=quality,
+                      confusion=confusion_of, skill=dict(zip(worker_ids, skill.tolist())))
 
 
 def _maybe(value: Any) -> Any:
@@ -397,11 +402,11 @@ def _result(config: ProjectConfig, method: str, classes: list, posterior: np.nda
 
 async def _write_changed(ctx: ServiceContext, config: ProjectConfig, control: str, fit: ControlFit,
                          version: int) -> int:
-    async with ctx.session_factory() as session:
-        rows = (await session.execute(sa.select(
+    async with ctx.session_factory() as session, session.begin():
+        rows = await rows_in_slices(session, sa.select(
             consensus_results.c.task_id, consensus_results.c.label, consensus_results.c.confidence,
             consensus_results.c.status, consensus_results.c.labels_needed).where(
-            consensus_results.c.project_id == config.project_id, consensus_results.c.control == control))).all()
+            consensus_results.c.project_id == config.project_id, consensus_results.c.control == control))
     current = {r.task_id: r for r in rows}
     items = []
     for task, (result, max_id) in fit.task_results.items():
@@ -412,11 +417,16 @@ async def _write_changed(ctx: ServiceContext, config: ProjectConfig, control: st
                 or abs(cur.confidence - result.confidence) > CONFIDENCE_CHANGE):
             items.append((TaskKey(config.project_id, task, control), result, max_id))
     written = 0
+    configs = {config.project_id: config}
     for start in range(0, len(items), WRITE_CHUNK):
+        began = time.perf_counter()
         async with ctx.session_factory() as session, session.begin():
             done = await write_results(session, items[start:start + WRITE_CHUNK], "refit")
-            await publish_many(session, [updated_event(config, w) for w in done], stream=ctx.stream)
+            await publish_many(session, updated_envelopes(configs, done), stream=ctx.stream)
             written += len(done)
+        # Background work yields to the per-submit path: rest as long as the chunk took, so a large refit's
+        # write-out (and the relay's burst of announcements) takes at most about half of the service.
+        await asyncio.sleep(time.perf_counter() - began)
     return written
 
 

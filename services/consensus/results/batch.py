@@ -135,11 +135,14 @@ _COLS = ", ".join(_RESULT_COLS)
 
 # The announcing envelope is built in Python before the version is known (another writer - a refit - may
 # have bumped it); the statement writes the version it assigned into the envelope it stages.
+# Its own statement, run only when a batch has re-submissions: as a CTE of the statement below it ran on
+# every batch, and a generic plan made while `labels` was small (a seq scan) stayed cached as the table grew.
+# A custom plan is made from the table's current size each time.
+_SUPERSEDE = sa.text(f"UPDATE {SCHEMA}.labels SET superseded = true "
+                     "WHERE id = ANY(CAST(:ids AS bigint[])) AND NOT superseded")
+
 _WRITE_AND_ANNOUNCE = sa.text(f"""
-    WITH sup AS (
-        UPDATE {SCHEMA}.labels SET superseded = true WHERE id = ANY(CAST(:superseded AS bigint[])) AND NOT superseded
-        RETURNING 1),
-    input AS (
+    WITH input AS (
         SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(project_id uuid, task_id text, control text,
              label jsonb, confidence float8, posterior jsonb, method text, n_labels int, low_confidence bool,
              labels_needed int, status text, model_version int, source text, max_label_id bigint, event_id text,
@@ -422,9 +425,14 @@ async def write_and_announce(session: AsyncSession, items: Sequence[tuple[TaskKe
                      "n_labels": r.n_labels, "low_confidence": r.low_confidence, "labels_needed": r.labels_needed,
                      "status": r.status, "model_version": r.model_version, "source": source, "max_label_id": max_id,
                      "event_id": envelope["id"], "envelope": envelope})
+    if superseded:
+        await session.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        await session.execute(_SUPERSEDE, {"ids": list(superseded)})
+        await session.execute(sa.text("SET LOCAL plan_cache_mode = auto"))
+    if not rows:
+        return []
     written = (await session.execute(_WRITE_AND_ANNOUNCE, {
-        "superseded": list(superseded), "rows": _json(rows), "stream": stream,
-        "channel": notify_channel(outbox)})).all()
+        "rows": _json(rows), "stream": stream, "channel": notify_channel(outbox)})).all()
     by_key = {k: r for k, r, _ in items}
     out = []
     for row in written:
