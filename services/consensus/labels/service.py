@@ -118,22 +118,28 @@ class ProjectLabels:
     tasks: list[str]
     annotators: list[str]
     values: list[Any]
-    submitted_at: list[datetime]
+    submitted_at: list[datetime]  # empty when read without times
     max_label_id: int
 
 
-async def project_labels(session: AsyncSession, project_id: uuid.UUID, control: str) -> ProjectLabels:
+async def project_labels(session: AsyncSession, project_id: uuid.UUID, control: str, *,
+                         with_times: bool = True) -> ProjectLabels:
+    """`with_times=False` (a refit): no submission times, which the fit does not use and which cost the most to
+    decode and to hand to the fit process."""
+    columns = [labels.c.id, labels.c.task_id, labels.c.annotator_id, labels.c.value]
+    if with_times:
+        columns.append(labels.c.submitted_at)
     out = ProjectLabels(ids=[], tasks=[], annotators=[], values=[], submitted_at=[], max_label_id=0)
-    async for rows in row_slices(session, (
-            sa.select(labels.c.id, labels.c.task_id, labels.c.annotator_id, labels.c.value, labels.c.submitted_at)
-            .where(labels.c.project_id == project_id, labels.c.control == control, labels.c.superseded.is_(False))
-            .order_by(labels.c.id))):
-        ids, tasks, annotators, values, submitted_at = zip(*rows)
-        out.ids.extend(ids)
-        out.tasks.extend(tasks)
-        out.annotators.extend(annotators)
-        out.values.extend(values)
-        out.submitted_at.extend(submitted_at)
+    async for rows in row_slices(session, sa.select(*columns).where(
+            labels.c.project_id == project_id, labels.c.control == control, labels.c.superseded.is_(False))
+            .order_by(labels.c.id)):
+        columns_of_slice = list(zip(*rows))
+        out.ids.extend(columns_of_slice[0])
+        out.tasks.extend(columns_of_slice[1])
+        out.annotators.extend(columns_of_slice[2])
+        out.values.extend(columns_of_slice[3])
+        if with_times:
+            out.submitted_at.extend(columns_of_slice[4])
     out.max_label_id = max(out.ids, default=0)
     return out
 

@@ -54,6 +54,7 @@ REFIT_POLL_SECONDS = 1.0
 MIN_REFIT_GAP_SECONDS = 30
 STALE_RUN_SECONDS = 900  # a run 'running' this long belonged to a replica that died
 WRITE_CHUNK = 250
+DIFF_SLICE = 2000  # tasks compared with their stored result between two yields to the event loop
 # After a refit a task is re-announced when its label, status or labels_needed changed, or its confidence
 # moved by more than this (smaller moves are refit noise nobody acts on).
 CONFIDENCE_CHANGE = 1e-3
@@ -211,16 +212,43 @@ async def refit_project(ctx: ServiceContext, project_id: uuid.UUID) -> dict[str,
 
 @dataclass
 class ControlFit:
+    """A refit's outcome, sent back from the fit process. Task results travel as arrays (row i = `task_ids[i]`):
+    48,000 result objects took 0.6 s to unpickle, all of it holding the service's GIL; arrays take milliseconds,
+    and the service builds results slice by slice (`result`)."""
+
     control: str
     classes: list
     model: FittedModel
     worker_rows: list[dict[str, Any]]
-    task_results: dict[str, tuple[TaskResult, int]]  # task -> (result, max label id)
-    matrix_tasks: list
     stats: dict[str, Any]
     quality: list[AnnotatorQuality]  # computed in the fit process, saved by the service
     confusion: dict[str, np.ndarray]
     skill: dict[str, float]
+    method: str
+    target_confidence: float
+    max_labels: int
+    task_ids: list[str]
+    posterior: np.ndarray  # (tasks, classes)
+    top: np.ndarray  # index of each task's consensus class
+    n_labels: np.ndarray
+    needed: np.ndarray
+    max_label_ids: np.ndarray
+
+    def result(self, i: int) -> tuple[TaskResult, int]:
+        """Task `i`'s result and the highest label id it counts."""
+        posterior, top = self.posterior[i], int(self.top[i])
+        confidence = float(posterior[top])
+        n, low = int(self.n_labels[i]), confidence < self.target_confidence
+        status = "resolved" if not low else ("needs_more_labels" if n < self.max_labels else "insufficient")
+        return TaskResult(label=self.classes[top], confidence=confidence,
+                          posterior=[[c, float(p)] for c, p in zip(self.classes, posterior)], method=self.method,
+                          n_labels=n, low_confidence=low, labels_needed=int(self.needed[i]) if low else 0,
+                          status=status), int(self.max_label_ids[i])
+
+    @property
+    def task_results(self) -> dict[str, tuple[TaskResult, int]]:
+        """Every task's `result`, by task id (tests; the service goes slice by slice)."""
+        return {task: self.result(i) for i, task in enumerate(self.task_ids)}
 
 
 async def _refit_locked(ctx: ServiceContext, project_id: uuid.UUID) -> dict[str, Any]:
@@ -234,7 +262,7 @@ async def _refit_locked(ctx: ServiceContext, project_id: uuid.UUID) -> dict[str,
         if compute.label_kind(cc.label_type) != compute.CATEGORICAL:
             continue
         async with ctx.session_factory() as session:
-            data = await project_labels(session, project_id, control)
+            data = await project_labels(session, project_id, control, with_times=False)
             gold = await project_gold(session, project_id, control)
             reviews = await project_reviews(session, project_id, control)
             predictions = await project_predictions(session, project_id, control) if data.tasks else {}
@@ -247,7 +275,7 @@ async def _refit_locked(ctx: ServiceContext, project_id: uuid.UUID) -> dict[str,
                 session, project_id=project_id, control=control, method=config.method, classes=fit.classes,
                 log_class_prior=fit.model.log_class_prior, default_log_confusion=fit.model.default_log_confusion,
                 mean_accuracy=fit.model.mean_accuracy, max_label_id=data.max_label_id,
-                n_labels=len(data.tasks), n_tasks=len(fit.matrix_tasks), n_workers=len(fit.worker_rows),
+                n_labels=len(data.tasks), n_tasks=len(fit.task_ids), n_workers=len(fit.worker_rows),
                 fit_seconds=fit.stats["fit_seconds"], stats=fit.stats, workers=fit.worker_rows)
         changed = await _write_changed(ctx, config, control, fit, version)
         async with ctx.session_factory() as session, session.begin():
@@ -338,11 +366,8 @@ def fit_control(config: ProjectConfig, control: str, configured_classes: list | 
                                                          gold=gold_values.get(task), reviews=reviews_by_task[task],
                                                          prediction=priors.get(task))
     needed = _labels_needed_all(config, method, posterior, n_per_task, model)
-    task_results: dict[str, tuple[TaskResult, int]] = {}
-    for i, task in enumerate(task_ids):
-        task_results[task] = (_result(config, method, classes, posterior[i], int(n_per_task[i]), int(needed[i]),
-                                      model), max_id.get(task, 0))
-    consensus = {t: r.label for t, (r, _) in task_results.items()}
+    top = np.array([compute.leading_class(method, classes, row, model) for row in posterior], dtype=np.int64)
+    consensus = {task: classes[top[i]] for i, task in enumerate(task_ids)}
     worker_rows = [{"annotator_id": w, "log_confusion": log_conf[j], "confusion": confusion[j],
                     "skill": float(skill[j]) if math.isfinite(skill[j]) else 0.0,
                     "accuracy": float(wq.accuracy[j]), "n_labels": int(wq.n_labels[j])}
@@ -357,9 +382,12 @@ def fit_control(config: ProjectConfig, control: str, configured_classes: list | 
     quality = annotator_quality(data.tasks, data.annotators, values, gold=gold_values, consensus=consensus,
                                 confusion=confusion_of, class_prior=np.exp(log_prior - log_prior.max()),
                                 classes=classes)
-    return ControlFit(control=control, classes=classes, model=model, worker_rows=worker_rows,
-                      task_results=task_results, matrix_tasks=task_ids, stats=stats, quality=quality,
-                      confusion=confusion_of, skill=dict(zip(worker_ids, skill.tolist())))
+    return ControlFit(control=control, classes=classes, model=model, worker_rows=worker_rows, stats=stats,
+                      quality=quality, confusion=confusion_of, skill=dict(zip(worker_ids, skill.tolist())),
+                      method=method, target_confidence=config.target_confidence, max_labels=config.max_labels,
+                      task_ids=task_ids, posterior=posterior, top=top,
+                      n_labels=np.asarray(n_per_task, dtype=np.int64), needed=np.asarray(needed, dtype=np.int64),
+                      max_label_ids=np.array([max_id.get(t, 0) for t in task_ids], dtype=np.int64))
 
 
 def _maybe(value: Any) -> Any:
@@ -389,17 +417,6 @@ def _labels_needed_all(config: ProjectConfig, method: str, posterior: np.ndarray
     return needed
 
 
-def _result(config: ProjectConfig, method: str, classes: list, posterior: np.ndarray, n: int,
-            needed: int, model: FittedModel | None = None) -> TaskResult:
-    top = compute.leading_class(method, classes, posterior, model)
-    confidence = float(posterior[top])
-    low = confidence < config.target_confidence
-    status = "resolved" if not low else ("needs_more_labels" if n < config.max_labels else "insufficient")
-    return TaskResult(label=classes[top], confidence=confidence,
-                      posterior=[[c, float(p)] for c, p in zip(classes, posterior)], method=method, n_labels=n,
-                      low_confidence=low, labels_needed=needed if low else 0, status=status)
-
-
 async def _write_changed(ctx: ServiceContext, config: ProjectConfig, control: str, fit: ControlFit,
                          version: int) -> int:
     async with ctx.session_factory() as session, session.begin():
@@ -409,13 +426,17 @@ async def _write_changed(ctx: ServiceContext, config: ProjectConfig, control: st
             consensus_results.c.project_id == config.project_id, consensus_results.c.control == control))
     current = {r.task_id: r for r in rows}
     items = []
-    for task, (result, max_id) in fit.task_results.items():
-        result.model_version = version
-        cur = current.get(task)
-        if (cur is None or cur.label != result.label or cur.status != result.status
-                or cur.labels_needed != result.labels_needed
-                or abs(cur.confidence - result.confidence) > CONFIDENCE_CHANGE):
-            items.append((TaskKey(config.project_id, task, control), result, max_id))
+    for start in range(0, len(fit.task_ids), DIFF_SLICE):
+        for i in range(start, min(start + DIFF_SLICE, len(fit.task_ids))):
+            task = fit.task_ids[i]
+            result, max_id = fit.result(i)
+            result.model_version = version
+            cur = current.get(task)
+            if (cur is None or cur.label != result.label or cur.status != result.status
+                    or cur.labels_needed != result.labels_needed
+                    or abs(cur.confidence - result.confidence) > CONFIDENCE_CHANGE):
+                items.append((TaskKey(config.project_id, task, control), result, max_id))
+        await asyncio.sleep(0)  # let submissions in between slices
     written = 0
     configs = {config.project_id: config}
     for start in range(0, len(items), WRITE_CHUNK):
