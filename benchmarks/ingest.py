@@ -201,10 +201,11 @@ def run_quorum(path: Path, n: int, args: argparse.Namespace) -> list[dict]:
     data_dir = BENCH / "ingest" / f"quorum-{db_name}"
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    prefix = f"bench-{secrets.token_hex(3)}"
     env = {**os.environ, "QUORUM_DATABASE_URL": database_url, "QUORUM_REDIS_URL": args.redis_url,
            "QUORUM_DATA_DIR": str(data_dir), "QUORUM_ENVIRONMENT": "development",
            "QUORUM_ACCESS_TOKEN_TTL_SECONDS": "3600",
-           "QUORUM_MIGRATE_ON_START": "false", "QUORUM_STREAM_PREFIX": f"bench-{secrets.token_hex(3)}",
+           "QUORUM_MIGRATE_ON_START": "false", "QUORUM_STREAM_PREFIX": prefix,
            "QUORUM_LOG_LEVEL": args.server_log_level, "QUORUM_MAX_UPLOAD_BYTES": str(2 * 1024**3)}
     email, password = "bench-admin@example.com", secrets.token_urlsafe(16)
     subprocess.run([PY, "-m", "shared.cli", "users", "create-admin", "--org", f"bench-{secrets.token_hex(3)}",
@@ -263,9 +264,10 @@ def run_quorum(path: Path, n: int, args: argparse.Namespace) -> list[dict]:
             server.wait(20)
         except subprocess.TimeoutExpired:
             server.kill()
-        if not args.keep_db:
-            from tests.conftest import _drop_database
+        from tests.conftest import _delete_streams, _drop_database
 
+        _delete_streams(args.redis_url, f"{prefix}:*")
+        if not args.keep_db:
             _drop_database(admin, db_name)
         shutil.rmtree(data_dir, ignore_errors=True)
     return results
