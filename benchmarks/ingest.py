@@ -251,9 +251,11 @@ def run_quorum(path: Path, n: int, args: argparse.Namespace) -> list[dict]:
                 print(f"  {label}: {created} tasks in {elapsed:.1f}s (upload {accepted:.1f}s) = "
                       f"{created / elapsed:,.0f} tasks/s, peak RSS {mem.peak / 2**20:.0f} MiB, PSS {mem.peak_pss / 2**20:.0f} MiB",
                       flush=True)
-                print("    CPU per task: " + ", ".join(f"{k} {v / max(created, 1) * 1e6:.1f} µs" for k, v in cpu.items())
-                      + f" (total {sum(cpu.values()) / max(created, 1) * 1e6:.1f} µs; 2 cores give "
-                      f"{2 * elapsed / max(created, 1) * 1e6:.1f} µs of CPU per task at this rate)", flush=True)
+                per_task = ", ".join(f"{k} {v / max(created, 1) * 1e6:.1f} µs" for k, v in cpu.items())
+                print("    CPU per task: " + per_task
+                      + f" (total {sum(cpu.values()) / max(created, 1) * 1e6:.1f} µs; {os.cpu_count()} cores give "
+                      f"{(os.cpu_count() or 1) * elapsed / max(created, 1) * 1e6:.1f} µs of CPU per task at this rate)",
+                      flush=True)
             if args.check_pii:
                 sample = client.get(f"/api/v1/projects/{results and project_id}/tasks",
                                     params={"include_data": "true", "limit": 1}).json()

@@ -8,8 +8,8 @@ COPY tasks, asynchronous commit) against PostgreSQL on 127.0.0.1, in a throwaway
 real schema. Variants strip parts of the schema to show where the time goes:
 
 - `a key per task`: tasks (time-ordered UUIDv7 primary key as the importer makes them, unique (project, content
-  hash), (project, created_at, id), import id, the statement-level check that the project exists) + one data_keys row (primary key, scope, live-KEK partial index) per task, as with
-  `QUORUM_IMPORT_TASKS_PER_DATA_KEY=1`;
+  hash), (project, created_at, id), import id, the statement-level check that the project exists) + one
+  data_keys row (primary key, scope, live-KEK partial index) per task, as with `QUORUM_IMPORT_TASKS_PER_DATA_KEY=1`;
 - `one key per chunk`: the same task rows, one data-key row per chunk (the default 64 tasks per key is close);
 - `tasks only, no secondary indexes or project check`: the least a task row can cost with per-task rows at all.
 

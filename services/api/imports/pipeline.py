@@ -219,7 +219,7 @@ def warm_up(server_pid: int | None = None) -> None:
 
 # -- the chunk entry point ---------------------------------------------------------------------------
 
-# Per task: task id 16 (10 of them used) + data key id 16 + data key 32 + wrap nonce 12 + payload nonce 12 bytes of randomness.
+# Per task, bytes of randomness: task id 16 (10 used) + data key id 16 + data key 32 + wrap nonce 12 + payload nonce 12.
 _RANDOM_PER_TASK = 16 + 16 + 32 + 12 + 12
 
 
@@ -365,7 +365,7 @@ def _confidence(value: Any) -> float | None:
     return float(value) if _num(value) and 0.0 <= value <= 1.0 else None
 
 
-# -- ids and encryption ----------------------------------------------------------------------------------------
+# -- ids and encryption ----------------------------------------------------------------------------------
 
 def task_uuid(random16: bytes, unix_ms: int | None = None) -> uuid.UUID:
     """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits. Time-ordered ids land at the

@@ -32,7 +32,8 @@ consensus_results = sa.Table(
     sa.Column("control", sa.String(100), primary_key=True),
     sa.Column("version", sa.Integer, nullable=False),
     *_result_columns(),
-    sa.Index("ix_consensus_results_low", "project_id", "task_id", "control", postgresql_where=sa.text("low_confidence")),
+    sa.Index("ix_consensus_results_low", "project_id", "task_id", "control",
+             postgresql_where=sa.text("low_confidence")),
 )
 
 consensus_history = sa.Table(

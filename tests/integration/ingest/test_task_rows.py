@@ -58,7 +58,8 @@ async def test_a_task_row_naming_no_project_is_rejected(ingest: IngestEnv) -> No
                     await session.execute(statement)
         assert "tasks_project_id_fkey" in str(caught.value) and str(missing) in str(caught.value)
     async with ingest.ctx.session_factory() as session:  # nothing half-written
-        assert (await session.execute(sa.select(Task.project_id).where(Task.id == task.id))).scalar_one() == task.project_id
+        kept = (await session.execute(sa.select(Task.project_id).where(Task.id == task.id))).scalar_one()
+        assert kept == task.project_id
         assert (await session.execute(sa.select(sa.func.count()).select_from(Task)
                                       .where(Task.project_id == missing))).scalar_one() == 0
 
