@@ -235,8 +235,8 @@ class _ChunkState:
     actions: dict[Any, tuple[bool, str, str, str]] | None
     random: bytes
     offset: int = 0
-    group_key: tuple[str, bytes, int, bytes] | None = None  # key_id, dek, kek_version, wrapped
-    group_aead: AESGCM | None = None  # the group key's cipher (its key schedule made once per group)
+    group_key: tuple[str, int, bytes] | None = None  # key_id, kek_version, wrapped
+    group_aead: AESGCM | None = None  # the group's data key as a cipher (its key schedule made once per group)
     group_left: int = 0
 
     def take(self, n: int) -> bytes:
@@ -320,11 +320,10 @@ def _prepare_row(state: _ChunkState, number: int, raw: Any, errors: list[RowErro
     fresh = state.take(_RANDOM_PER_TASK)
     task_id = task_uuid(fresh[:16])
     if state.group_left <= 0 or state.group_key is None:
-        state.group_key = _new_key(ctx, state.wrap_aead, fresh[16:32], fresh[32:64], fresh[64:76])
-        state.group_aead = AESGCM(state.group_key[1])
+        key_id, dek, kek_version, wrapped = _new_key(ctx, state.wrap_aead, fresh[16:32], fresh[32:64], fresh[64:76])
+        state.group_key, state.group_aead = (key_id, kek_version, wrapped), AESGCM(dek)
         state.group_left = max(1, ctx.tasks_per_key)
     state.group_left -= 1
-    key_id, _, kek_version, wrapped = state.group_key
     payload = orjson.dumps({"data": shown_data, "predictions": shown_predictions, "redaction": report})
     data_enc = _seal(state.group_aead, task_id, payload, b"data", fresh[76:88])
     original_key = original_enc = None
@@ -333,7 +332,7 @@ def _prepare_row(state: _ChunkState, number: int, raw: Any, errors: list[RowErro
         okey_id, odek, okek, owrapped = _new_key(ctx, state.wrap_aead, more[16:32], more[32:64], more[64:76])
         original_key = (okey_id, okek, owrapped)
         original_enc = _seal(AESGCM(odek), task_id, canonical, b"original", more[76:88])
-    return PreparedTask(number, str(task_id), content_hash, (key_id, kek_version, wrapped), data_enc, original_key,
+    return PreparedTask(number, str(task_id), content_hash, state.group_key, data_enc, original_key,
                         original_enc, orjson.dumps(report["counts"]).decode(), sorted(set(pseudonyms)),
                         bool(predictions), _choice_predictions(shown_predictions, controls) if predictions else [])
 

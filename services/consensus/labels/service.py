@@ -1,9 +1,9 @@
-"""The label store: idempotent upserts from events, superseding re-submissions, task and project reads."""
+"""The label store: task keys and locks, gold labels, reviews, and whole-project reads (re-submissions are
+superseded by the batch path, `results.batch`)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -49,43 +49,6 @@ async def lock_tasks(session: AsyncSession, keys: Iterable[TaskKey]) -> None:
     await session.execute(sa.text(
         "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(CAST(:ids AS bigint[])) AS k ORDER BY 1) AS s"),
         {"ids": ids})
-
-
-async def store_labels(session: AsyncSession, new: list[NewLabel]) -> list[NewLabel]:
-    """Insert labels (a known annotation id is a no-op); the latest submission per annotator and task wins.
-
-    Returns the labels that were new.
-    """
-    if not new:
-        return []
-    rows = [{"annotation_id": n.annotation_id, "project_id": str(n.key.project_id), "task_id": n.key.task_id,
-             "control": n.key.control, "annotator_id": n.annotator_id, "label_type": n.label_type,
-             "value": n.value, "submitted_at": n.submitted_at.isoformat()} for n in new]
-    inserted = (await session.execute(sa.text(f"""
-        INSERT INTO {SCHEMA}.labels (annotation_id, project_id, task_id, control, annotator_id, label_type, value,
-                                     submitted_at)
-        SELECT annotation_id, project_id, task_id, control, annotator_id, label_type, value, submitted_at
-        FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(annotation_id text, project_id uuid, task_id text,
-             control text, annotator_id text, label_type text, value jsonb, submitted_at timestamptz)
-        ON CONFLICT (annotation_id) DO NOTHING
-        RETURNING id, annotation_id"""), {"rows": json.dumps(rows)})).all()
-    if not inserted:
-        return []
-    await session.execute(sa.text(f"""
-        UPDATE {SCHEMA}.labels AS l SET superseded = true
-        FROM (SELECT id FROM (
-                SELECT l2.id, row_number() OVER (PARTITION BY l2.project_id, l2.task_id, l2.control, l2.annotator_id
-                                                 ORDER BY l2.submitted_at DESC, l2.id DESC) AS rn
-                FROM {SCHEMA}.labels AS l2
-                JOIN (SELECT DISTINCT project_id, task_id, control, annotator_id FROM {SCHEMA}.labels
-                      WHERE id = ANY(CAST(:ids AS bigint[]))) AS k
-                  ON l2.project_id = k.project_id AND l2.task_id = k.task_id AND l2.control = k.control
-                 AND l2.annotator_id = k.annotator_id
-                WHERE NOT l2.superseded) AS ranked
-              WHERE rn > 1) AS s
-        WHERE l.id = s.id"""), {"ids": [r.id for r in inserted]})
-    fresh = {r.annotation_id for r in inserted}
-    return [n for n in new if n.annotation_id in fresh]
 
 
 async def set_gold(session: AsyncSession, key: TaskKey, value: Any) -> None:

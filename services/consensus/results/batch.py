@@ -133,14 +133,14 @@ _RESULT_COLS = ("label", "confidence", "posterior", "method", "n_labels", "low_c
                 "model_version", "source", "max_label_id")
 _COLS = ", ".join(_RESULT_COLS)
 
-# The announcing envelope is built in Python before the version is known (another writer - a refit - may
-# have bumped it); the statement writes the version it assigned into the envelope it stages.
-# Its own statement, run only when a batch has re-submissions: as a CTE of the statement below it ran on
-# every batch, and a generic plan made while `labels` was small (a seq scan) stayed cached as the table grew.
-# A custom plan is made from the table's current size each time.
+# Its own statement, run only when a batch has re-submissions: as a CTE of the write below it ran on every
+# batch, and a generic plan made while `labels` was small (a seq scan) stayed cached as the table grew.
+# It runs with a custom plan, made from the table's current size each time.
 _SUPERSEDE = sa.text(f"UPDATE {SCHEMA}.labels SET superseded = true "
                      "WHERE id = ANY(CAST(:ids AS bigint[])) AND NOT superseded")
 
+# The announcing envelope is built in Python before the version is known (another writer - a refit - may
+# have bumped it); the statement writes the version it assigned into the envelope it stages.
 _WRITE_AND_ANNOUNCE = sa.text(f"""
     WITH input AS (
         SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(project_id uuid, task_id text, control text,

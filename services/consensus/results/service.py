@@ -6,7 +6,6 @@ import json
 import logging
 import math
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -306,10 +305,3 @@ async def list_results(session: AsyncSession, project_id: uuid.UUID, *, control:
     more = len(rows) > limit
     rows = rows[:limit]
     return [result_out(r) for r in rows], ((rows[-1].task_id, rows[-1].control) if more else None)
-
-
-def group_by_project(keys: Iterable[TaskKey]) -> dict[uuid.UUID, list[TaskKey]]:
-    out: dict[uuid.UUID, list[TaskKey]] = defaultdict(list)
-    for k in keys:
-        out[k.project_id].append(k)
-    return out
