@@ -110,11 +110,11 @@ async def _jsonl(chunks: AsyncIterable[bytes], charset: str) -> AsyncIterator[tu
             yield line_no, buf
         return
     # Non-UTF-8 charsets: decode the text, then hand each line over as str.
-    async for row in _jsonl_text(_decoded(_prepend(chunk, chunks), charset)):
+    async for row in _jsonl_text(_decoded(prepend(chunk, chunks), charset)):
         yield row
 
 
-async def _prepend(first: bytes, rest: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+async def prepend(first: bytes, rest: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     yield first
     async for chunk in rest:
         yield chunk

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import codecs
 import contextlib
 import logging
 import multiprocessing
@@ -27,17 +28,21 @@ import uuid
 import zlib
 from collections.abc import AsyncIterable, AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from itertools import repeat
 from typing import Any
 
+import asyncpg
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.imports.models import ImportOperation, ImportRowError
-from services.api.imports.parsing import CHARSETS, FileError, iter_rows
-from services.api.imports.pipeline import ChunkResult, RowContext, RowError, prepare_chunk, warm_up
+from services.api.imports.blocks import Block, cut_blocks, file_message, prepare_block
+from services.api.imports import handoff
+from services.api.imports.parsing import CHARSETS, FileError, iter_rows, prepend
+from services.api.imports.pipeline import (MAX_ROW_BYTES, TASK_COPY_COLUMNS, ChunkResult, RowContext, RowError,
+                                           prepare_chunk, rebase_rows, warm_up)
 from services.api.keys.service import keyring, project_keys, wrap_only
 from services.api.projects.models import Project
 from services.api.projects import policy
@@ -87,6 +92,7 @@ def process_pool(settings: Any) -> ProcessPoolExecutor:
         # spawn: workers are fresh interpreters importing only the pipeline and the PII engine (~60 MB each),
         # not copies of the web process; no fork of a threaded process, no forkserver process to keep alive.
         context = multiprocessing.get_context("spawn")
+        handoff.sweep()
         _pool = ProcessPoolExecutor(max_workers=size, mp_context=context, initializer=warm_up,
                                     initargs=(os.getpid(),))
         _pool_size = size
@@ -415,7 +421,7 @@ async def _row_context(ctx: Any, op: ImportOperation, fmt: str) -> tuple[RowCont
                       keep_original=pii.keep_original, pseudonym_key=keys.pseudonym_key,
                       content_hash_key=keys.content_hash_key, wrap_version=wrapper.version,
                       wrap_key=wrapper.wrap_key, from_csv=fmt == "csv",
-                      tasks_per_key=ctx.settings.import_tasks_per_data_key), project
+                      tasks_per_key=ctx.settings.import_tasks_per_data_key, import_id=str(op.id)), project
 
 
 async def _process(ctx: Any, op: ImportOperation) -> None:
@@ -430,75 +436,157 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
     chunk_rows = max(1, settings.import_chunk_rows)
     max_inflight = settings.import_max_inflight_chunks or worker_count(settings) + 1
     spool = _Spool(ctx.extras["blob_store"], op.spool_key)
+    chunks: AsyncIterator[bytes] = spool.chunks()
+    in_blocks = False
+    if op.format in ("json", "jsonl") and op.encoding == "utf-8":
+        first = await anext(chunks, b"")
+        in_blocks = first[:2] not in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # UTF-16: row by row
+        chunks = prepend(first, chunks)
     resume_after = op.rows_committed
     state = {"stored_errors": await _stored_errors(ctx, op.id)}
 
     timings = {"workers": 0.0, "commit": 0.0}
     began = time.perf_counter()
     # Reading/splitting (this task), redaction + encryption (the pool) and committing (the committer task)
-    # overlap: while a chunk is COPYed, the file keeps being split and the workers stay fed. The queue
+    # overlap: while a chunk is COPYed, the file keeps being read and the workers stay fed. The queue
     # bounds the chunks in flight (memory): one committing, the queued ones, one waiting to be queued — at
     # most `max_inflight` (default: workers + 1). Chunks are committed strictly in file order (checkpoint).
-    pending: asyncio.Queue[tuple[int, int, asyncio.Future] | None] = asyncio.Queue(maxsize=max(1, max_inflight - 2))
+    pending: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=max(1, max_inflight - 2))
+    file_error: tuple[int, str] | None = None
+    rows_before = 0  # blocks: rows of the file before the block being committed
+    carry: bytes | None = None  # blocks: an element the previous block did not finish
+    unclaimed: set[_Job] = set()  # jobs whose handoff files the committer has not taken yet
+
+    def submit_block(block: Block) -> asyncio.Future:
+        sent = handoff.stash(block.data)
+        future = loop.run_in_executor(pool, prepare_block, row_ctx, replace(block, data=sent))
+        future.add_done_callback(lambda _: handoff.discard(sent))  # taken by the worker unless it never ran
+        return future
 
     async def committer() -> None:
-        while (item := await pending.get()) is not None:
-            last_row, bytes_read, future = item
+        nonlocal file_error, rows_before, carry
+        block_error = None
+        while (job := await pending.get()) is not None:
             t0 = time.perf_counter()
-            result: ChunkResult = await future
+            result: ChunkResult = await job.future
+            unclaimed.discard(job)
+            base, last_row = 0, job.last_row
+            if job.block is not None:
+                if carry is not None:  # the block's start was not an element start: redo it from the carried one
+                    handoff.discard(result.copy_rows)
+                    block = job.block
+                    block = job.block = Block(carry + block.data, block.fmt, last=block.last, closed=block.closed,
+                                              overlong=block.overlong)
+                    carry = None
+                    result = await submit_block(block)
+                result.copy_rows = handoff.claim(result.copy_rows)
+                base = rows_before
+                if result.tail is not None:
+                    carry = job.block.data[result.tail:]
+                    if len(carry) > MAX_ROW_BYTES:
+                        result.file_error = (result.count + 1, result.tail_error or "malformed JSON")
+                if result.file_error is not None:
+                    row, message = result.file_error[0], file_message(result.file_error[1], base + result.file_error[0])
+                    result.errors.append(RowError(row, None, message))
+                    result.invalid_rows += 1
+                    block_error = file_error = (base + row, message)
+                for err in result.errors:
+                    err.row += base
+                rebase_rows(result.copy_rows, result.row_offsets, result.rows, base)
+                rows_before = last_row = base + result.count
             t1 = time.perf_counter()
-            await _commit_chunk(ctx, op, project, row_ctx, result, last_row, bytes_read, state)
+            await _commit_chunk(ctx, op, project, row_ctx, result, base, last_row, job.bytes_read, state,
+                                resume_after)
             timings["workers"] += t1 - t0
             timings["commit"] += time.perf_counter() - t1
+            if block_error is not None:
+                return
 
     commit_task = asyncio.create_task(committer(), name=f"import-commit-{op.id}")
 
-    async def hand_over(item: tuple[int, int, asyncio.Future] | None) -> None:
-        put = asyncio.ensure_future(pending.put(item))
+    async def hand_over(job: _Job | None) -> bool:
+        """False: the committer stopped at an error that ends the file."""
+        put = asyncio.ensure_future(pending.put(job))
         await asyncio.wait({put, commit_task}, return_when=asyncio.FIRST_COMPLETED)
-        if not put.done():  # the committer failed: stop reading, surface its error
+        if not put.done():  # the committer ended: at an error that ends the file, or failing (raises here)
             put.cancel()
             await commit_task
+            if file_error is not None:
+                return False
             raise RuntimeError("import committer stopped")
+        return True
 
-    def submit(batch: list[tuple[int, Any]]) -> asyncio.Future:
-        return loop.run_in_executor(pool, prepare_chunk, row_ctx, batch)
+    def submit(function: Any, work: Any) -> asyncio.Future:
+        return loop.run_in_executor(pool, function, row_ctx, work)
 
-    batch: list[tuple[int, Any]] = []
-    batch_chars = 0
-    file_error: FileError | None = None
-    last_row = resume_after
+    async def hand_over_block(block: Block) -> bool:
+        job = _Job(submit_block(block), block, 0, spool.read)
+        unclaimed.add(job)
+        return await hand_over(job)
+
     try:
         try:
-            async for number, raw in iter_rows(spool.chunks(), op.format, op.encoding):
-                last_row = number
-                if number <= resume_after:
-                    continue
-                batch.append((number, raw))
-                batch_chars += len(raw) if isinstance(raw, bytes | str) else 256
-                if len(batch) >= chunk_rows or batch_chars >= MAX_ROW_CHARS_IN_FLIGHT:
-                    await hand_over((number, spool.read, submit(batch)))
-                    batch, batch_chars = [], 0
-        except FileError as exc:
-            file_error = exc
-        if file_error is not None:
-            row = max(file_error.row, last_row + (0 if batch else 1), 1)
-            batch.append((row, RowError(row, None, file_error.message)))
-        if batch:
-            await hand_over((batch[-1][0], spool.read, submit(batch)))
-        await hand_over(None)
+            if in_blocks:
+                async for block in cut_blocks(chunks, op.format, settings.import_block_bytes):
+                    if not await hand_over_block(block):
+                        break
+            else:
+                await _read_rows(chunks, op, spool, resume_after, chunk_rows, submit, hand_over)
+        except FileError as exc:  # the file cannot be read on: the rows before it stand, this one is invalid
+            file_error = (exc.row, exc.message)
+            await hand_over(_Job(submit(prepare_chunk, [(exc.row, RowError(exc.row, None, exc.message))]), None,
+                                 exc.row, spool.read))
+        if not commit_task.done():
+            await hand_over(None)
         await commit_task
     finally:
         if not commit_task.done():
             commit_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await commit_task
+        for job in unclaimed:  # prepared (or still being prepared) but never committed: drop their handoffs
+            job.future.add_done_callback(_discard_result)
     total = time.perf_counter() - began
     log.info("import processed", extra={"operation_id": str(op.id), "seconds": round(total, 3),
                                         "waiting_for_workers": round(timings["workers"], 3),
                                         "committing": round(timings["commit"], 3)})
     await _finish(ctx, op, "failed" if file_error else "succeeded",
-                  error=f"row {file_error.row}: {file_error.message}" if file_error else None)
+                  error=f"row {file_error[0]}: {file_error[1]}" if file_error else None)
+
+
+@dataclass(eq=False)
+class _Job:
+    future: asyncio.Future
+    block: Block | None  # blocks: the block the worker prepares (kept to redo it joined to a carried tail)
+    last_row: int  # rows: the last row number of the chunk (blocks: known once the block is prepared)
+    bytes_read: int
+
+
+def _discard_result(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is None:
+        handoff.discard(future.result().copy_rows)
+
+
+async def _read_rows(chunks: AsyncIterator[bytes], op: ImportOperation, spool: _Spool, resume_after: int,
+                     chunk_rows: int, submit: Any, hand_over: Any) -> None:
+    """CSV and charsets other than UTF-8: split row by row here, prepare in the pool."""
+    batch: list[tuple[int, Any]] = []
+    batch_chars = 0
+    try:
+        async for number, raw in iter_rows(chunks, op.format, op.encoding):
+            if number <= resume_after:
+                continue
+            batch.append((number, raw))
+            batch_chars += len(raw) if isinstance(raw, bytes | str) else 256
+            if len(batch) >= chunk_rows or batch_chars >= MAX_ROW_CHARS_IN_FLIGHT:
+                await hand_over(_Job(submit(prepare_chunk, batch), None, number, spool.read))
+                batch, batch_chars = [], 0
+    except FileError:
+        if batch:
+            await hand_over(_Job(submit(prepare_chunk, batch), None, batch[-1][0], spool.read))
+        raise
+    if batch:
+        await hand_over(_Job(submit(prepare_chunk, batch), None, batch[-1][0], spool.read))
 
 
 async def _stored_errors(ctx: Any, op_id: uuid.UUID) -> int:
@@ -507,129 +595,190 @@ async def _stored_errors(ctx: Any, op_id: uuid.UUID) -> int:
                                       .where(ImportRowError.operation_id == op_id))).scalar_one()
 
 
-async def _commit_chunk(ctx: Any, op: ImportOperation, project: Project, row_ctx: RowContext,
-                        result: ChunkResult, last_row: int, bytes_read: int, state: dict[str, int]) -> None:
-    """One transaction: whole tasks (key, ciphertext, pseudonyms, event) or nothing; checkpoint advances."""
-    async with ctx.session_factory() as session, session.begin():
-        # Through SQLAlchemy first: that opens the transaction on the connection, so the raw asyncpg COPYs
-        # below run inside it (a raw command before it would autocommit on its own).
-        # The lock serialises writers of one project, so the duplicate check cannot race another import.
-        await session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                              {"key": f"tasks:{project.id}"})
-        # A crash may lose the last few chunk commits, never half of one: their rows sit after the durable
-        # checkpoint and are redone on resume. So no need to wait for the WAL flush of every chunk.
-        await session.execute(sa.text("SET LOCAL synchronous_commit = off"))
-        conn = await (await session.connection()).get_raw_connection()
-        pg = conn.driver_connection
-        assert pg.is_in_transaction()
-        duplicates = 0
-        fresh: list[int] | None = None  # indexes of the chunk's tasks to insert; None = all of them
-        if len(result):
-            hashes = result.content_hashes
-            existing = {r[0] for r in await pg.fetch(
-                f"SELECT content_hash FROM {SCHEMA}.tasks WHERE project_id = $1 AND content_hash = ANY($2::bytea[])",
-                project.id, hashes)}
-            if existing or len(set(hashes)) != len(hashes):
-                fresh = []
-                for i, content_hash in enumerate(hashes):
-                    if content_hash in existing:
-                        duplicates += 1
-                    else:
-                        existing.add(content_hash)
-                        fresh.append(i)
-        created = len(result) if fresh is None else len(fresh)
-        if created:
-            await _copy_tasks(ctx, pg, op, project, row_ctx, result, fresh)
-        errors = result.errors
-        room = max(0, ctx.settings.import_max_stored_errors - state["stored_errors"])
-        if errors and room:
-            seqs: dict[int, int] = {}
-            records = []
-            for err in errors[:room]:
-                seq = seqs[err.row] = seqs.get(err.row, -1) + 1
-                records.append((op.id, err.row, seq, (err.field or None) and err.field[:300], err.message[:2000]))
-            await pg.executemany(
-                f"INSERT INTO {SCHEMA}.import_row_errors (operation_id, row_number, seq, field, message) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", records)
-            state["stored_errors"] += len(records)
-        await pg.execute(
-            f"UPDATE {SCHEMA}.import_operations SET rows_committed = GREATEST(rows_committed, $2), "
-            "rows_seen = GREATEST(rows_seen, $2), created_count = created_count + $3, "
-            "duplicate_count = duplicate_count + $4, invalid_count = invalid_count + $5, "
-            "bytes_processed = GREATEST(bytes_processed, $6), "
-            f"lease_until = now() + interval '{int(ctx.settings.import_lease_seconds)} seconds' WHERE id = $1",
-            op.id, last_row, created, duplicates, result.invalid_rows, bytes_read)
+# The rest of a chunk's transaction in one round trip: its data keys, pseudonyms, row errors and events,
+# the checkpoint, and the relay's wake-up (a round trip costs ~0.5 ms of system time on a small machine, and
+# a chunk used to take a dozen).
+_CHUNK_RECORDS = f"""
+WITH keys AS (
+    INSERT INTO {SCHEMA}.data_keys (id, scope, kek_version, wrapped, created_at)
+    SELECT k.id, k.scope, k.kek_version, k.wrapped, $13::timestamptz
+    FROM unnest($1::varchar[], $2::varchar[], $3::int[], $4::bytea[]) AS k(id, scope, kek_version, wrapped)
+), pseudonyms AS (
+    INSERT INTO {SCHEMA}.task_pseudonyms (project_id, pseudonym, task_id)
+    SELECT $14::uuid, p.pseudonym, p.task_id FROM unnest($5::varchar[], $6::uuid[]) AS p(pseudonym, task_id)
+    ON CONFLICT DO NOTHING
+), row_errors AS (
+    INSERT INTO {SCHEMA}.import_row_errors (operation_id, row_number, seq, field, message)
+    SELECT $15::uuid, e.row_number, e.seq, e.field, e.message
+    FROM unnest($7::bigint[], $8::smallint[], $9::varchar[], $10::text[]) AS e(row_number, seq, field, message)
+    ON CONFLICT DO NOTHING
+), events AS (
+    INSERT INTO {SCHEMA}.outbox (event_id, stream, type, envelope)
+    SELECT e.event_id, $16::varchar, e.type, e.envelope
+    FROM unnest($11::varchar[], $12::varchar[], $17::text[]) AS e(event_id, type, envelope)
+)
+UPDATE {SCHEMA}.import_operations SET rows_committed = GREATEST(rows_committed, $18),
+    rows_seen = GREATEST(rows_seen, $18), created_count = created_count + $19,
+    duplicate_count = duplicate_count + $20, invalid_count = invalid_count + $21,
+    bytes_processed = GREATEST(bytes_processed, $22), lease_until = now() + make_interval(secs => $23)
+WHERE id = $15
+RETURNING pg_notify($24, '')"""
 
 
-async def _copy_tasks(ctx: Any, pg: Any, op: ImportOperation, project: Project, row_ctx: RowContext,
-                      result: ChunkResult, fresh: list[int] | None) -> None:
-    """COPY the chunk's tasks (all, or the `fresh` indexes), their data keys, pseudonyms and one event (two when
-    the tasks came with single_choice predictions: `predictions.imported` for the consensus service)."""
+async def _commit_chunk(ctx: Any, op: ImportOperation, project: Project, row_ctx: RowContext, result: ChunkResult,
+                        base: int, last_row: int, bytes_read: int, state: dict[str, int], resume_after: int) -> None:
+    """One transaction: whole tasks (key, ciphertext, pseudonyms, event) or nothing; checkpoint advances.
+    Row numbers are `base` + the result's; rows up to `resume_after` were committed before a resume.
+
+    Raw asyncpg in explicit statements, four round trips for a chunk without duplicates: BEGIN with the
+    project's lock, the COPY, the records, COMMIT. Duplicates are found by the unique index on
+    (project, content hash): the COPY runs under a savepoint, and only if it hits the index are the
+    existing hashes looked up and the COPY redone without them."""
+    keep: list[int] | None = None  # indexes of the chunk's tasks to insert; None = all of them
+    errors, invalid_rows = result.errors, result.invalid_rows
+    if resume_after > base:
+        keep = [i for i, row in enumerate(result.rows) if base + row > resume_after]
+        errors = [e for e in errors if e.row > resume_after]
+        invalid_rows = len({e.row for e in errors})
+    async with ctx.engine.connect() as conn:
+        pg = (await conn.get_raw_connection()).driver_connection
+        try:
+            # The lock serialises writers of one project, so the duplicate check cannot race another import.
+            # A crash may lose the last few chunk commits, never half of one: their rows sit after the durable
+            # checkpoint and are redone on resume, so no need to wait for the WAL flush of every chunk.
+            await pg.execute(f"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('tasks:{project.id}', 0)); "
+                             "SET LOCAL synchronous_commit = off; SAVEPOINT tasks")
+            keep, duplicates = await _insert_tasks(pg, project, result, keep)
+            await pg.fetchval(_CHUNK_RECORDS, *_chunk_record_args(ctx, op, project, row_ctx, result, keep, errors,
+                                                                  state, last_row, duplicates, invalid_rows,
+                                                                  bytes_read))
+            await pg.execute("COMMIT")
+        except BaseException:
+            if not pg.is_closed() and pg.is_in_transaction():
+                try:
+                    await pg.execute("ROLLBACK")
+                except Exception:
+                    await conn.invalidate()
+            raise
+
+
+async def _insert_tasks(pg: Any, project: Project, result: ChunkResult, keep: list[int] | None
+                        ) -> tuple[list[int] | None, int]:
+    """COPY the chunk's tasks (all, or those at `keep`) but those already in the project or earlier in the
+    chunk. Returns (the indexes inserted, or None for all; the number of duplicates)."""
+    candidates = range(len(result)) if keep is None else keep
+    if not candidates:
+        return [], 0
+    hashes = [result.content_hashes[i] for i in candidates]
+    if len(set(hashes)) == len(hashes):
+        try:
+            await _copy_tasks(pg, result, keep)
+            return keep, 0
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "uq_tasks_project_content_hash":
+                raise
+            await pg.execute("ROLLBACK TO SAVEPOINT tasks")
+    existing = {r[0] for r in await pg.fetch(
+        f"SELECT content_hash FROM {SCHEMA}.tasks WHERE project_id = $1 AND content_hash = ANY($2::bytea[])",
+        project.id, hashes)}
+    fresh, duplicates = [], 0
+    for i in candidates:
+        content_hash = result.content_hashes[i]
+        if content_hash in existing:
+            duplicates += 1
+        else:
+            existing.add(content_hash)
+            fresh.append(i)
+    if fresh:
+        await _copy_tasks(pg, result, fresh)
+    return fresh, duplicates
+
+
+async def _copy_tasks(pg: Any, result: ChunkResult, keep: list[int] | None) -> None:
+    await pg.copy_to_table("tasks", schema_name=SCHEMA, source=memoryview(result.task_rows(keep)), format="binary",
+                           columns=TASK_COPY_COLUMNS)
+
+
+def _chunk_record_args(ctx: Any, op: ImportOperation, project: Project, row_ctx: RowContext, result: ChunkResult,
+                       keep: list[int] | None, errors: list[RowError], state: dict[str, int], last_row: int,
+                       duplicates: int, invalid_rows: int, bytes_read: int) -> list[Any]:
+    """The arguments of `_CHUNK_RECORDS`: the data keys of the inserted tasks, their pseudonyms, the row errors
+    (up to the operation's limit), one event (two when the tasks came with single_choice predictions:
+    `predictions.imported` for the consensus service) and the checkpoint."""
     now = datetime.now(UTC)
+    created = len(result) if keep is None else len(keep)
+    inserted = None if keep is None else set(keep)
 
     def column(values: list) -> list:
-        return values if fresh is None else [values[i] for i in fresh]
+        return values if keep is None else [values[i] for i in keep]
 
     task_ids = column(result.task_ids)
-    key_ids = column(result.key_ids)
-    original_keys = column(result.original_keys)
-    scopes = [task_scope(t) for t in task_ids]
-    # Group keys (several tasks per key): scope `import-tasks:<operation>`, one row per key.
-    group_scope = f"import-tasks:{op.id}"
-    key_rows: list[tuple] = list({key_id: (key_id, group_scope, version, wrapped, now) for key_id, version, wrapped
-                                  in zip(key_ids, column(result.kek_versions), column(result.wrapped_keys))}.values())
-    if any(k is not None for k in original_keys):
-        key_rows.extend((k[0], scope, k[1], k[2], now) for k, scope in zip(original_keys, scopes) if k is not None)
-    n = len(task_ids)
-    task_rows = zip(task_ids, repeat(project.id, n), repeat(project.org_id), repeat(row_ctx.schema_version),
-                    column(result.content_hashes), key_ids, column(result.data_enc),
-                    [k[0] if k is not None else None for k in original_keys], column(result.original_enc),
-                    column(result.pii_counts), column(result.has_predictions), repeat(op.id), column(result.rows),
-                    repeat(now))
-    pseudonym_tasks: list[str] = []
+    key_ids: list[str] = []
+    scopes: list[str] = []
+    versions: list[int] = []
+    wrapped_keys: list[bytes] = []
+    if created:
+        # Group keys (several tasks per key): scope `import-tasks:<operation>`, one row per key in use.
+        used = range(len(result.keys)) if keep is None else sorted({result.task_keys[i] for i in keep})
+        for key_id, version, wrapped in (result.keys[k] for k in used):
+            key_ids.append(key_id)
+            scopes.append(f"import-tasks:{op.id}")
+            versions.append(version)
+            wrapped_keys.append(wrapped)
+        for i, key_id, version, wrapped in result.originals:
+            if inserted is None or i in inserted:
+                key_ids.append(key_id)
+                scopes.append(task_scope(result.task_ids[i]))
+                versions.append(version)
+                wrapped_keys.append(wrapped)
     pseudonym_values: list[str] = []
+    pseudonym_tasks: list[str] = []
     for task_id, names in zip(task_ids, column(result.pseudonyms)):
         for name in names:
-            pseudonym_tasks.append(task_id)
             pseudonym_values.append(name)
-    stream = events_stream(ctx.settings.stream_prefix, "api")
-    occurred = now.isoformat().replace("+00:00", "Z")
-    project_id, org_id = str(project.id), str(project.org_id)
-    # One announcement per committed chunk: a bulk import of 100k tasks is 100 events, not 100k.
-    predictions = _chunk_predictions(result, fresh)
-    event_ids = new_event_ids(2 if predictions else 1)
-    envelope = orjson.dumps({
-        "id": event_ids[0], "type": "tasks.imported", "version": 1, "occurred_at": occurred, "producer": "api",
-        "org_id": org_id, "project_id": project_id, "request_id": None,
-        "payload": {"project_id": project_id, "dataset_id": str(op.id), "task_ids": task_ids, "priority": 0,
-                    "overlap": project.overlap, "schema_version": row_ctx.schema_version}}).decode()
-    outbox_rows = [(event_ids[0], stream, "tasks.imported", envelope)]
-    if predictions:
-        outbox_rows.append((event_ids[1], stream, "predictions.imported", orjson.dumps({
-            "id": event_ids[1], "type": "predictions.imported", "version": 1, "occurred_at": occurred,
-            "producer": "api", "org_id": org_id, "project_id": project_id, "request_id": None,
-            "payload": {"project_id": project_id, "dataset_id": str(op.id), "predictions": predictions}}).decode()))
-    await pg.copy_records_to_table("data_keys", schema_name=SCHEMA, records=key_rows,
-                                   columns=["id", "scope", "kek_version", "wrapped", "created_at"])
-    await pg.copy_records_to_table("tasks", schema_name=SCHEMA, records=task_rows, columns=[
-        "id", "project_id", "org_id", "schema_version", "content_hash", "key_id", "data_enc", "original_key_id",
-        "original_enc", "pii_counts", "has_predictions", "import_id", "row_number", "created_at"])
-    if pseudonym_values:
-        # One statement for the chunk's pseudonyms (a pseudonym already recorded for the task is skipped).
-        await pg.execute(
-            f"INSERT INTO {SCHEMA}.task_pseudonyms (project_id, pseudonym, task_id) "
-            "SELECT $1::uuid, p, t FROM unnest($2::varchar[], $3::uuid[]) AS u(p, t) ON CONFLICT DO NOTHING",
-            project.id, pseudonym_values, pseudonym_tasks)
-    await pg.copy_records_to_table("outbox", schema_name=SCHEMA, records=outbox_rows,
-                                   columns=["event_id", "stream", "type", "envelope"])
-    await pg.execute("SELECT pg_notify($1, '')", notify_channel(ctx.outbox))
+            pseudonym_tasks.append(task_id)
+    room = max(0, ctx.settings.import_max_stored_errors - state["stored_errors"])
+    stored = errors[:room]
+    state["stored_errors"] += len(stored)
+    seqs: dict[int, int] = {}
+    error_seqs = []
+    for err in stored:
+        error_seqs.append(seqs.setdefault(err.row, -1) + 1)
+        seqs[err.row] += 1
+    event_ids: list[str] = []
+    event_types: list[str] = []
+    envelopes: list[str] = []
+    if created:
+        occurred = now.isoformat().replace("+00:00", "Z")
+        project_id, org_id = str(project.id), str(project.org_id)
+        # One announcement per committed chunk: a bulk import of 100k tasks is 100 events, not 100k.
+        predictions = _chunk_predictions(result, keep)
+        event_ids = new_event_ids(2 if predictions else 1)
+        event_types = ["tasks.imported"]
+        envelopes = [orjson.dumps({
+            "id": event_ids[0], "type": "tasks.imported", "version": 1, "occurred_at": occurred, "producer": "api",
+            "org_id": org_id, "project_id": project_id, "request_id": None,
+            "payload": {"project_id": project_id, "dataset_id": str(op.id), "task_ids": task_ids, "priority": 0,
+                        "overlap": project.overlap, "schema_version": row_ctx.schema_version}}).decode()]
+        if predictions:
+            event_types.append("predictions.imported")
+            envelopes.append(orjson.dumps({
+                "id": event_ids[1], "type": "predictions.imported", "version": 1, "occurred_at": occurred,
+                "producer": "api", "org_id": org_id, "project_id": project_id, "request_id": None,
+                "payload": {"project_id": project_id, "dataset_id": str(op.id),
+                            "predictions": predictions}}).decode())
+    return [key_ids, scopes, versions, wrapped_keys, pseudonym_values, pseudonym_tasks,
+            [e.row for e in stored], error_seqs, [(e.field or None) and e.field[:300] for e in stored],
+            [e.message[:2000] for e in stored], event_ids, event_types, now, project.id, op.id,
+            events_stream(ctx.settings.stream_prefix, "api"), envelopes, last_row, created, duplicates, invalid_rows,
+            bytes_read, float(ctx.settings.import_lease_seconds), notify_channel(ctx.outbox)]
 
 
-def _chunk_predictions(result: ChunkResult, fresh: list[int] | None) -> list[dict[str, Any]]:
-    """The `predictions.imported` entries of the chunk's inserted tasks (all, or the `fresh` indexes)."""
+def _chunk_predictions(result: ChunkResult, keep: list[int] | None) -> list[dict[str, Any]]:
+    """The `predictions.imported` entries of the chunk's inserted tasks (all, or those at `keep`)."""
     if not result.prediction_tasks:
         return []
-    inserted = None if fresh is None else set(fresh)
+    inserted = None if keep is None else set(keep)
     task_ids = result.task_ids
     return [{"task_id": task_ids[i], "control": control, "model_version": model_version, "value": value,
              "score": score}

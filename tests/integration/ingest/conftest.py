@@ -108,7 +108,7 @@ async def _seed_orgs(ctx: ServiceContext) -> tuple[str, str]:
 @pytest.fixture
 async def ingest(infrastructure: dict[str, str], tmp_path: Path) -> AsyncIterator[IngestEnv]:
     settings = make_settings(infrastructure, tmp_path, argon2_memory_kib=1024, import_workers=2,
-                             import_chunk_rows=50, max_upload_bytes=256 * 1024, import_resume_interval=3600)
+                             import_chunk_rows=50, import_block_bytes=4096, max_upload_bytes=256 * 1024, import_resume_interval=3600)
     app = create_app(settings, run_background=False)
     async with running(app) as client:
         ctx: ServiceContext = app.state.ctx

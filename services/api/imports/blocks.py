@@ -1,0 +1,264 @@
+"""JSON and JSON Lines imports in blocks: the server process cuts the file into blocks of about a megabyte
+at likely row boundaries; a worker splits its block into rows, parses and prepares them (pipeline.py). So
+for each task the server process only forwards bytes, and the splitting runs on every core.
+
+JSON Lines: a block ends after a newline, which always ends a row.
+
+JSON arrays: a block ends after the `,` of `}` `,` `{` (whitespace allowed between them). Such a sequence
+can also sit inside a string, so a cut is trusted only when the element before it parses: a piece of
+the file from a real element start to a candidate parses as one JSON value only if the candidate really
+ends that element (a cut inside a string leaves the string open, and JSON has no other way to hide
+`}` `,` `{`). A piece that does not parse (a cut inside a string, a malformed element, anything but
+objects) is read exactly with the stdlib scanner from there to the end of the block. An element that runs
+past its block's end comes back as a `tail`: the committer joins it to the next block and redoes that
+one, and only then is the next block's start trusted.
+
+Row numbers within a block start at 1; the committer adds the rows of the blocks before it. Error messages
+and row numbers are those of the row-by-row splitter (parsing.py), which still reads CSV and other charsets.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from services.api.imports.handoff import Handoff, claim, stash
+from services.api.imports.parsing import FileError
+from services.api.imports.pipeline import MAX_ROW_BYTES, ChunkResult, RowContext, prepare_rows
+
+BLOCK_BYTES = 1024 * 1024
+CUT_SEARCH = 64 * 1024  # the last candidate cut is looked for here first
+_SEPARATOR = re.compile(rb"}[ \t\r\n]*,[ \t\r\n]*{")
+_WHITESPACE = b" \t\r\n"
+_DECODER = json.JSONDecoder()
+# In messages, where the committer puts the erroneous element's number in the file / the one before it.
+ELEMENT, PREVIOUS = "\x00element\x00", "\x00previous\x00"
+
+
+def file_message(message: str, row: int) -> str:
+    """A block's error message with the row's number in the file."""
+    return message.replace(ELEMENT, str(row)).replace(PREVIOUS, str(row - 1))
+
+
+@dataclass
+class Block:
+    data: bytes | bytearray | Handoff
+    fmt: str  # "json" | "jsonl"
+    last: bool = False  # nothing of the file follows
+    closed: bool = True  # JSON, last block: the array's closing "]" was there (it is not in `data`)
+    overlong: bool = False  # JSON Lines: `data` is the start of a line longer than MAX_ROW_BYTES
+
+
+# -- the server process: cutting -----------------------------------------------------------------------
+
+async def cut_blocks(chunks: AsyncIterable[bytes], fmt: str, block_bytes: int = BLOCK_BYTES
+                     ) -> AsyncIterator[Block]:
+    """The file (UTF-8) as blocks. JSON: the opening "[" is checked and dropped here."""
+    parts: list[bytes] = []
+    size = 0
+    buf = b""
+    started = False
+    async for chunk in chunks:
+        parts.append(chunk)
+        size += len(chunk)
+        if not started:
+            buf = b"".join(parts)
+            if buf.startswith(codecs.BOM_UTF8):
+                buf = buf[3:]
+            buf = buf.lstrip(_WHITESPACE)
+            parts, size = [buf], len(buf)
+            if not buf:
+                continue
+            started = True
+            if fmt == "json":
+                if buf[:1] != b"[":
+                    raise FileError(1, "a JSON import must be an array of tasks ('[' expected)")
+                parts, size = [buf[1:]], len(buf) - 1
+        if size < block_bytes:
+            continue
+        buf = b"".join(parts)
+        while len(buf) >= block_bytes:
+            cut = _cut(buf, fmt)
+            if cut is None:
+                if len(buf) <= MAX_ROW_BYTES + block_bytes:
+                    break
+                if fmt == "jsonl":
+                    yield Block(buf[:MAX_ROW_BYTES], fmt, overlong=True)
+                    return
+                cut = len(buf)  # no element ends in here: the worker returns it all as a tail, too long
+            yield Block(buf[:cut], fmt)
+            buf = buf[cut:]
+        parts, size = [buf], len(buf)
+    buf = b"".join(parts)
+    if fmt == "jsonl":
+        yield Block(buf, fmt, last=True)
+        return
+    if not started:
+        raise FileError(1, "the JSON array is not closed (file truncated?)")
+    data = buf.rstrip(_WHITESPACE)
+    closed = data.endswith(b"]")
+    yield Block(data[:-1] if closed else data, fmt, last=True, closed=closed)
+
+
+def _cut(buf: bytes, fmt: str) -> int | None:
+    """Where the block ends: after the last newline / at the "{" of the last candidate separator."""
+    if fmt == "jsonl":
+        at = buf.rfind(b"\n")
+        return at + 1 if at >= 0 else None
+    for start in (max(0, len(buf) - CUT_SEARCH), 0):
+        last = None
+        for last in _SEPARATOR.finditer(buf, start):  # noqa: B007
+            pass
+        if last is not None:
+            return last.end() - 1
+        if start == 0:
+            break
+    return None
+
+
+# -- the workers: splitting and preparing --------------------------------------------------------------------
+
+def prepare_block(ctx: RowContext, block: Block) -> ChunkResult:
+    """Worker entry point: the block's rows, prepared (pipeline.prepare_rows), with the block's row count,
+    its unfinished tail or the error that ends the file. The block's data and the result's COPY rows cross
+    between the processes as handoffs (handoff.py)."""
+    block = replace(block, data=claim(block.data))
+    result = ChunkResult()
+    rows = json_rows(block, result) if block.fmt == "json" else jsonl_rows(block, result)
+    prepare_rows(ctx, rows, parsed=True, result=result)
+    result.copy_rows = stash(result.copy_rows)
+    return result
+
+
+def jsonl_rows(block: Block, result: ChunkResult) -> list[tuple[int, Any]]:
+    if block.overlong:
+        result.file_error = (1, f"line is longer than {MAX_ROW_BYTES} bytes")
+        return []
+    lines = block.data.split(b"\n")
+    if not lines[-1]:
+        lines.pop()  # after the final newline
+    result.count = len(lines)
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    rows: list[tuple[int, Any]] = []
+    for number, line in enumerate(lines, 1):
+        if not line or line.isspace():
+            continue
+        try:
+            obj = loads(line)
+        except decode_error:
+            obj = None
+        # Anything but an object goes to the worker's parser as text: it names what is wrong.
+        rows.append((number, obj if isinstance(obj, dict) else line))
+    return rows
+
+
+def json_rows(block: Block, result: ChunkResult) -> list[tuple[int, Any]]:
+    data = block.data
+    rows: list[tuple[int, Any]] = []
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    pos = _skip_whitespace(data, 0)
+    index = 0
+    for candidate in _SEPARATOR.finditer(data, pos):
+        try:
+            obj = loads(data[pos:candidate.start() + 1])
+        except decode_error:
+            return _scan(block, pos, index, rows, result)
+        index += 1
+        rows.append((index, obj))
+        pos = candidate.end() - 1
+    end = len(data.rstrip(_WHITESPACE))
+    if not block.last and data[:end].endswith(b","):
+        end = len(data[:end - 1].rstrip(_WHITESPACE))
+    if pos < end:
+        try:
+            obj = loads(data[pos:end])
+        except decode_error:
+            return _scan(block, pos, index, rows, result)
+        if not isinstance(obj, dict):
+            return _scan(block, pos, index, rows, result)
+        index += 1
+        rows.append((index, obj))
+    if block.last and not block.closed:
+        result.file_error = (index + 1, "the JSON array is not closed (file truncated?)")
+    result.count = index
+    return rows
+
+
+def _skip_whitespace(data: bytes, pos: int) -> int:
+    while pos < len(data) and data[pos] in _WHITESPACE:
+        pos += 1
+    return pos
+
+
+def _scan(block: Block, pos: int, index: int, rows: list[tuple[int, Any]], result: ChunkResult
+          ) -> list[tuple[int, Any]]:
+    """The exact reading (stdlib scanner) of the block from `pos`, an element start: elements go on as
+    their text (the worker parses it again and names what is wrong with it)."""
+    text = block.data[pos:].decode("utf-8", "surrogateescape")
+
+    def byte_offset(char: int) -> int:
+        return pos + len(text[:char].encode("utf-8", "surrogateescape"))
+
+    i, n = 0, len(text)
+    state = "item"  # item → sep → item ... (→ end: a "]" in the text, only when the cutter found none)
+    after_comma = False
+    element_start = 0
+    while True:
+        while i < n and text[i] in " \t\r\n":
+            i += 1
+        if i >= n:
+            break
+        if state == "item":
+            element_start = i
+            try:
+                _value, end = _DECODER.raw_decode(text, i)
+            except json.JSONDecodeError as exc:
+                message = f"malformed JSON in element {ELEMENT}: {exc.msg}"
+                if block.last:
+                    result.file_error = (index + 1, message)
+                else:
+                    result.tail, result.tail_error = byte_offset(i), message
+                result.count = index
+                return rows
+            if end >= n and not block.last:  # a number may go on in the next block ("12" of "12.5")
+                break
+            index += 1
+            rows.append((index, text[i:end]))
+            i = end
+            state, after_comma = "sep", False
+        elif state == "sep":
+            ch = text[i]
+            i += 1
+            if ch == ",":
+                state, after_comma = "item", True
+            elif ch == "]":
+                state = "end"
+            else:
+                result.file_error = (index + 1, f"malformed JSON after element {PREVIOUS}: ',' or ']' expected")
+                result.count = index
+                return rows
+        else:
+            result.file_error = (index + 1, "unexpected data after the end of the JSON array")
+            result.count = index
+            return rows
+    if not block.last:
+        # A block ends after a separator; if it ends after an element instead (a cut with no candidate, or a
+        # number that may go on), that element is redone with the next block.
+        if state == "sep":
+            rows.pop()
+            index -= 1
+        if state == "sep" or i < n:
+            result.tail = byte_offset(element_start)
+            result.tail_error = f"malformed JSON in element {ELEMENT}: the element does not end"
+    elif state == "item" and after_comma and block.closed:
+        result.file_error = (index + 1, f"malformed JSON in element {ELEMENT}: Expecting value")
+    elif state != "end" and not block.closed:
+        result.file_error = (index + 1, "the JSON array is not closed (file truncated?)")
+    result.count = index
+    return rows
