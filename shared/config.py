@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     import_workers: int = 0  # processes for redaction/encryption; 0 = one per CPU core
     import_chunk_rows: int = 1000  # CSV and non-UTF-8 files: rows per worker chunk and per committed transaction
     import_block_bytes: int = 1024 * 1024  # JSON and JSON Lines: bytes per worker block and committed transaction
+    import_commit_connections: int = 2  # chunks of one import committing at once (their COPYs overlap)
     import_tasks_per_data_key: int = 64  # imported tasks sharing one data key (erasing one re-keys the others)
     import_max_inflight_chunks: int = 0  # 0 = workers + 1 (each worker busy, one chunk committing)
     import_lease_seconds: int = 30  # a replica that stops renewing loses its running imports to another

@@ -235,8 +235,10 @@ def warm_up(server_pid: int | None = None) -> None:
 
 # -- the chunk entry point ---------------------------------------------------------------------------
 
-# Per task, bytes of randomness: task id 16 (10 used) + data key id 16 + data key 32 + wrap nonce 12 + payload nonce 12.
-_RANDOM_PER_TASK = 16 + 16 + 32 + 12 + 12
+# Bytes of randomness per task: its id's 10 random bytes (of 16) and its payload's nonce; per data key: its id,
+# the key, the nonce that wraps it.
+_RANDOM_PER_TASK = 10 + NONCE_BYTES
+_RANDOM_PER_KEY = 16 + 32 + NONCE_BYTES
 _EMPTY_REPORT = b',"redaction":{"counts":{},"entities":[]}}'
 _NO_PREDICTIONS = _copy_field(b"\x00")
 _HAS_PREDICTIONS = _copy_field(b"\x01")
@@ -353,9 +355,10 @@ def _prepare_row(state: _ChunkState, result: ChunkResult, number: int, obj: Any,
                                                     pseudonyms, actions)
 
     fresh = state.take(_RANDOM_PER_TASK)
-    id_bytes, task_id = _task_id(state.id_prefix, fresh[6:16])
+    id_bytes, task_id = _task_id(state.id_prefix, fresh[:10])
     if state.group_left <= 0 or state.group_aead is None:
-        key_id, dek, kek_version, wrapped = _new_key(ctx, state.wrap_aead, fresh[16:32], fresh[32:64], fresh[64:76])
+        more = os.urandom(_RANDOM_PER_KEY)
+        key_id, dek, kek_version, wrapped = _new_key(ctx, state.wrap_aead, more[:16], more[16:48], more[48:60])
         result.keys.append((key_id, kek_version, wrapped))
         state.group_aead, state.group_field = AESGCM(dek), _copy_field(key_id.encode())
         state.group_left = max(1, ctx.tasks_per_key)
@@ -364,7 +367,7 @@ def _prepare_row(state: _ChunkState, result: ChunkResult, number: int, obj: Any,
         payload = orjson.dumps({"data": shown_data, "predictions": shown_predictions, "redaction": report})
     else:  # nothing redacted: what is shown is what was hashed (sorted keys; the order of keys means nothing)
         payload = canonical[:-1] + _EMPTY_REPORT
-    data_enc = _seal_id(state.group_aead, id_bytes, payload, b"data", fresh[76:88])
+    data_enc = _seal_id(state.group_aead, id_bytes, payload, b"data", fresh[10:22])
     index = len(result.task_ids)
     copy_rows = result.copy_rows
     result.row_offsets.append(len(copy_rows))
@@ -373,10 +376,10 @@ def _prepare_row(state: _ChunkState, result: ChunkResult, number: int, obj: Any,
     copy_rows += _LENGTH.pack(len(data_enc))
     copy_rows += data_enc
     if ctx.keep_original and redactor is not None and report["entities"]:
-        more = state.take(_RANDOM_PER_TASK)
-        okey_id, odek, okek, owrapped = _new_key(ctx, state.wrap_aead, more[16:32], more[32:64], more[64:76])
+        more = os.urandom(_RANDOM_PER_KEY + NONCE_BYTES)
+        okey_id, odek, okek, owrapped = _new_key(ctx, state.wrap_aead, more[:16], more[16:48], more[48:60])
         result.originals.append((index, okey_id, okek, owrapped))
-        original_enc = _seal_id(AESGCM(odek), id_bytes, canonical, b"original", more[76:88])
+        original_enc = _seal_id(AESGCM(odek), id_bytes, canonical, b"original", more[60:72])
         copy_rows += _copy_field(okey_id.encode())
         copy_rows += _copy_field(original_enc)
     else:
@@ -560,7 +563,7 @@ def _split(number: int, obj: Any, errors: list[RowError]) -> tuple[dict | None, 
         errors.append(RowError(number, None, f"a task must be a JSON object, got {type(obj).__name__}"))
         return None, []
     if "data" in obj and isinstance(obj["data"], dict):  # Label Studio task format
-        unknown = set(obj) - LS_TOP_KEYS
+        unknown = () if obj.keys() <= LS_TOP_KEYS else set(obj) - LS_TOP_KEYS
         if "annotations" in unknown:
             errors.append(RowError(number, "annotations", "importing annotations is not supported; "
                                                           "send them as predictions (pre-labels)"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import codecs
+import collections
 import contextlib
 import logging
 import multiprocessing
@@ -446,7 +447,7 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
     state = {"stored_errors": await _stored_errors(ctx, op.id)}
 
     timings = {"workers": 0.0, "commit": 0.0}
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     # Reading/splitting (this task), redaction + encryption (the pool) and committing (the committer task)
     # overlap: while a chunk is COPYed, the file keeps being read and the workers stay fed. The queue
     # bounds the chunks in flight (memory): one committing, the queued ones, one waiting to be queued — at
@@ -456,6 +457,9 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
     rows_before = 0  # blocks: rows of the file before the block being committed
     carry: bytes | None = None  # blocks: an element the previous block did not finish
     unclaimed: set[_Job] = set()  # jobs whose handoff files the committer has not taken yet
+    lanes = max(1, settings.import_commit_connections)
+    committing: collections.deque[tuple[asyncio.Task, frozenset[bytes]]] = collections.deque()
+    previous: list[asyncio.Future | None] = [None]  # the last dispatched chunk's outcome (True: committed)
 
     def submit_block(block: Block) -> asyncio.Future:
         sent = handoff.stash(block.data)
@@ -495,12 +499,23 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
                 rebase_rows(result.copy_rows, result.row_offsets, result.rows, base)
                 rows_before = last_row = base + result.count
             t1 = time.perf_counter()
-            await _commit_chunk(ctx, op, project, row_ctx, result, base, last_row, job.bytes_read, state,
-                                resume_after)
             timings["workers"] += t1 - t0
+            # Chunks commit on `lanes` connections at once (the COPYs overlap, the commits stay in file order),
+            # but never next to a chunk with one of the same content hashes: the unique index would make the
+            # later one wait in PostgreSQL for the earlier one, which waits here for the later one's turn.
+            hashes = frozenset(result.content_hashes)
+            while committing and (len(committing) >= lanes or any(not hashes.isdisjoint(h) for _, h in committing)):
+                await committing.popleft()[0]
+            earlier = previous[0]
+            previous[0] = done = loop.create_future()
+            committing.append((asyncio.create_task(_commit_chunk(
+                ctx, op, project, row_ctx, result, base, last_row, job.bytes_read, state, resume_after,
+                earlier=earlier, done=done)), hashes))
             timings["commit"] += time.perf_counter() - t1
             if block_error is not None:
-                return
+                break
+        while committing:
+            await committing.popleft()[0]
 
     commit_task = asyncio.create_task(committer(), name=f"import-commit-{op.id}")
 
@@ -544,10 +559,15 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
             commit_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await commit_task
+        for chunk_commit, _ in committing:
+            chunk_commit.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await chunk_commit
         for job in unclaimed:  # prepared (or still being prepared) but never committed: drop their handoffs
             job.future.add_done_callback(_discard_result)
     total = time.perf_counter() - began
     log.info("import processed", extra={"operation_id": str(op.id), "seconds": round(total, 3),
+                                        "server_cpu_seconds": round(time.process_time() - cpu_began, 3),
                                         "waiting_for_workers": round(timings["workers"], 3),
                                         "committing": round(timings["commit"], 3)})
     await _finish(ctx, op, "failed" if file_error else "succeeded",
@@ -626,40 +646,61 @@ RETURNING pg_notify($24, '')"""
 
 
 async def _commit_chunk(ctx: Any, op: ImportOperation, project: Project, row_ctx: RowContext, result: ChunkResult,
-                        base: int, last_row: int, bytes_read: int, state: dict[str, int], resume_after: int) -> None:
+                        base: int, last_row: int, bytes_read: int, state: dict[str, int], resume_after: int, *,
+                        earlier: asyncio.Future | None = None, done: asyncio.Future | None = None) -> None:
     """One transaction: whole tasks (key, ciphertext, pseudonyms, event) or nothing; checkpoint advances.
     Row numbers are `base` + the result's; rows up to `resume_after` were committed before a resume.
+    `earlier`: the previous chunk's outcome, awaited before this one records its checkpoint and commits (so
+    the checkpoint only ever covers committed rows); `done`: this chunk's, for the next one.
 
-    Raw asyncpg in explicit statements, four round trips for a chunk without duplicates: BEGIN with the
-    project's lock, the COPY, the records, COMMIT. Duplicates are found by the unique index on
-    (project, content hash): the COPY runs under a savepoint, and only if it hits the index are the
-    existing hashes looked up and the COPY redone without them."""
+    Raw asyncpg in explicit statements, four round trips for a chunk without duplicates: BEGIN, the COPY, the
+    records, COMMIT. Duplicates are found by the unique index on (project, content hash): the COPY runs under
+    a savepoint, and only if it hits the index are the existing hashes looked up and the COPY redone without
+    them."""
     keep: list[int] | None = None  # indexes of the chunk's tasks to insert; None = all of them
     errors, invalid_rows = result.errors, result.invalid_rows
     if resume_after > base:
         keep = [i for i, row in enumerate(result.rows) if base + row > resume_after]
         errors = [e for e in errors if e.row > resume_after]
         invalid_rows = len({e.row for e in errors})
-    async with ctx.engine.connect() as conn:
-        pg = (await conn.get_raw_connection()).driver_connection
-        try:
-            # The lock serialises writers of one project, so the duplicate check cannot race another import.
-            # A crash may lose the last few chunk commits, never half of one: their rows sit after the durable
-            # checkpoint and are redone on resume, so no need to wait for the WAL flush of every chunk.
-            await pg.execute(f"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('tasks:{project.id}', 0)); "
-                             "SET LOCAL synchronous_commit = off; SAVEPOINT tasks")
-            keep, duplicates = await _insert_tasks(pg, project, result, keep)
-            await pg.fetchval(_CHUNK_RECORDS, *_chunk_record_args(ctx, op, project, row_ctx, result, keep, errors,
-                                                                  state, last_row, duplicates, invalid_rows,
-                                                                  bytes_read))
-            await pg.execute("COMMIT")
-        except BaseException:
-            if not pg.is_closed() and pg.is_in_transaction():
-                try:
-                    await pg.execute("ROLLBACK")
-                except Exception:
-                    await conn.invalidate()
-            raise
+    try:
+        async with ctx.engine.connect() as conn:
+            pg = (await conn.get_raw_connection()).driver_connection
+            try:
+                # A crash may lose the last few chunk commits, never half of one: their rows sit after the durable
+                # checkpoint and are redone on resume, so no need to wait for the WAL flush of every chunk.
+                # lock_timeout: two imports of the same content into one project wait for each other's index
+                # entries; one of them backs off and retries rather than both waiting forever.
+                await pg.execute("BEGIN; SET LOCAL synchronous_commit = off; "
+                                 f"SET LOCAL lock_timeout = '{IMPORT_LOCK_TIMEOUT}'; SAVEPOINT tasks")
+                keep, duplicates = await _insert_tasks(pg, project, result, keep)
+                args = _chunk_record_args(ctx, op, project, row_ctx, result, keep, errors, state, last_row,
+                                          duplicates, invalid_rows, bytes_read)
+                if earlier is not None and not await earlier:
+                    raise ImportAborted("an earlier chunk of the import was not committed")
+                await pg.fetchval(_CHUNK_RECORDS, *args)
+                await pg.execute("COMMIT")
+            except BaseException:
+                if not pg.is_closed() and pg.is_in_transaction():
+                    try:
+                        await pg.execute("ROLLBACK")
+                    except Exception:
+                        await conn.invalidate()
+                raise
+    except BaseException:
+        if done is not None and not done.done():
+            done.set_result(False)
+        raise
+    if done is not None:
+        done.set_result(True)
+
+
+class ImportAborted(Exception):
+    pass
+
+
+IMPORT_LOCK_TIMEOUT = "5s"
+DUPLICATE_RETRIES = 5
 
 
 async def _insert_tasks(pg: Any, project: Project, result: ChunkResult, keep: list[int] | None
@@ -670,28 +711,33 @@ async def _insert_tasks(pg: Any, project: Project, result: ChunkResult, keep: li
     if not candidates:
         return [], 0
     hashes = [result.content_hashes[i] for i in candidates]
-    if len(set(hashes)) == len(hashes):
+    optimistic = len(set(hashes)) == len(hashes)
+    for _attempt in range(DUPLICATE_RETRIES):
         try:
-            await _copy_tasks(pg, result, keep)
-            return keep, 0
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name != "uq_tasks_project_content_hash":
+            if optimistic:
+                await _copy_tasks(pg, result, keep)
+                return keep, 0
+            existing = {r[0] for r in await pg.fetch(
+                f"SELECT content_hash FROM {SCHEMA}.tasks WHERE project_id = $1 AND content_hash = ANY($2::bytea[])",
+                project.id, hashes)}
+            fresh, duplicates = [], 0
+            for i in candidates:
+                content_hash = result.content_hashes[i]
+                if content_hash in existing:
+                    duplicates += 1
+                else:
+                    existing.add(content_hash)
+                    fresh.append(i)
+            if fresh:
+                await _copy_tasks(pg, result, fresh)
+            return fresh, duplicates
+        except (asyncpg.UniqueViolationError, asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError) as exc:
+            if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name != "uq_tasks_project_content_hash":
                 raise
+            # Another transaction holds (or just committed) some of these hashes: look them up and try again.
             await pg.execute("ROLLBACK TO SAVEPOINT tasks")
-    existing = {r[0] for r in await pg.fetch(
-        f"SELECT content_hash FROM {SCHEMA}.tasks WHERE project_id = $1 AND content_hash = ANY($2::bytea[])",
-        project.id, hashes)}
-    fresh, duplicates = [], 0
-    for i in candidates:
-        content_hash = result.content_hashes[i]
-        if content_hash in existing:
-            duplicates += 1
-        else:
-            existing.add(content_hash)
-            fresh.append(i)
-    if fresh:
-        await _copy_tasks(pg, result, fresh)
-    return fresh, duplicates
+            optimistic = False
+    raise ImportAborted("the chunk's tasks kept colliding with a concurrent import of the same content")
 
 
 async def _copy_tasks(pg: Any, result: ChunkResult, keep: list[int] | None) -> None:
