@@ -41,6 +41,24 @@ _DECODER = json.JSONDecoder()
 ELEMENT, PREVIOUS = "\x00element\x00", "\x00previous\x00"
 
 
+def take_tail(block: Block, result: ChunkResult) -> bytes | None:
+    """The committer's side of a tail: the bytes to put before the next block, or None. A tail longer than
+    MAX_ROW_BYTES is an element that will not end within the limit: the file ends there (`file_error`)."""
+    if result.tail is None:
+        return None
+    tail = bytes(block.data[result.tail:])
+    if len(tail) > MAX_ROW_BYTES:
+        result.file_error = (result.count + 1, too_large(result.tail_error))
+        return None
+    return tail
+
+
+def too_large(reason: str | None) -> str:
+    """The error of an element that has not ended within MAX_ROW_BYTES (too long, or never closed)."""
+    return f"element {ELEMENT} is larger than {MAX_ROW_BYTES} bytes" + (f" or malformed ({reason.split(': ', 1)[-1]})"
+                                                                     if reason else "")
+
+
 def file_message(message: str, row: int) -> str:
     """A block's error message with the row's number in the file."""
     return message.replace(ELEMENT, str(row)).replace(PREVIOUS, str(row - 1))
@@ -50,9 +68,9 @@ def file_message(message: str, row: int) -> str:
 class Block:
     data: bytes | bytearray | Handoff
     fmt: str  # "json" | "jsonl"
-    last: bool = False  # nothing of the file follows
-    closed: bool = True  # JSON, last block: the array's closing "]" was there (it is not in `data`)
+    last: bool = False  # nothing of the file follows (JSON: the closing "]" is in this block, if anywhere)
     overlong: bool = False  # JSON Lines: `data` is the start of a line longer than MAX_ROW_BYTES
+    first: bool = False  # the file's first block (JSON: an empty array may close right away)
 
 
 # -- the server process: cutting -----------------------------------------------------------------------
@@ -64,14 +82,18 @@ async def cut_blocks(chunks: AsyncIterable[bytes], fmt: str, block_bytes: int = 
     size = 0
     buf = b""
     started = False
+    first = True
     async for chunk in chunks:
         parts.append(chunk)
         size += len(chunk)
         if not started:
             buf = b"".join(parts)
+            if len(buf) < 3 and codecs.BOM_UTF8.startswith(buf):
+                continue  # a BOM may be split between chunks
             if buf.startswith(codecs.BOM_UTF8):
                 buf = buf[3:]
-            buf = buf.lstrip(_WHITESPACE)
+            if fmt == "json":  # JSON Lines keeps its leading blank lines: they count as lines
+                buf = buf.lstrip(_WHITESPACE)
             parts, size = [buf], len(buf)
             if not buf:
                 continue
@@ -89,21 +111,20 @@ async def cut_blocks(chunks: AsyncIterable[bytes], fmt: str, block_bytes: int = 
                 if len(buf) <= MAX_ROW_BYTES + block_bytes:
                     break
                 if fmt == "jsonl":
-                    yield Block(buf[:MAX_ROW_BYTES], fmt, overlong=True)
+                    yield Block(buf[:MAX_ROW_BYTES], fmt, overlong=True, first=first)
                     return
                 cut = len(buf)  # no element ends in here: the worker returns it all as a tail, too long
-            yield Block(buf[:cut], fmt)
+            yield Block(buf[:cut], fmt, first=first)
+            first = False
             buf = buf[cut:]
         parts, size = [buf], len(buf)
     buf = b"".join(parts)
     if fmt == "jsonl":
-        yield Block(buf, fmt, last=True)
+        yield Block(buf[3:] if not started and buf.startswith(codecs.BOM_UTF8) else buf, fmt, last=True, first=first)
         return
     if not started:
         raise FileError(1, "the JSON array is not closed (file truncated?)")
-    data = buf.rstrip(_WHITESPACE)
-    closed = data.endswith(b"]")
-    yield Block(data[:-1] if closed else data, fmt, last=True, closed=closed)
+    yield Block(buf.rstrip(_WHITESPACE), fmt, last=True, first=first)
 
 
 def _cut(buf: bytes, fmt: str) -> int | None:
@@ -150,7 +171,7 @@ def jsonl_rows(block: Block, result: ChunkResult) -> list[tuple[int, Any]]:
         if not line or line.isspace():
             continue
         try:
-            obj = loads(line)
+            obj = loads(line) if len(line) <= MAX_ROW_BYTES else None  # too long: the parser says so, by row
         except decode_error:
             obj = None
         # Anything but an object goes to the worker's parser as text: it names what is wrong.
@@ -165,6 +186,8 @@ def json_rows(block: Block, result: ChunkResult) -> list[tuple[int, Any]]:
     pos = _skip_whitespace(data, 0)
     index = 0
     for candidate in _SEPARATOR.finditer(data, pos):
+        if candidate.start() + 1 - pos > MAX_ROW_BYTES:
+            return _scan(block, pos, index, rows, result)
         try:
             obj = loads(data[pos:candidate.start() + 1])
         except decode_error:
@@ -172,19 +195,27 @@ def json_rows(block: Block, result: ChunkResult) -> list[tuple[int, Any]]:
         index += 1
         rows.append((index, obj))
         pos = candidate.end() - 1
+    # The last element: up to the separator that ends a block, or to the "]" that ends the file.
     end = len(data.rstrip(_WHITESPACE))
-    if not block.last and data[:end].endswith(b","):
+    closed = False
+    if block.last:
+        closed = data[:end].endswith(b"]")
+    if closed or (not block.last and data[:end].endswith(b",")):
         end = len(data[:end - 1].rstrip(_WHITESPACE))
     if pos < end:
+        if end - pos > MAX_ROW_BYTES:
+            return _scan(block, pos, index, rows, result)
         try:
             obj = loads(data[pos:end])
         except decode_error:
             return _scan(block, pos, index, rows, result)
-        if not isinstance(obj, dict):
+        if not isinstance(obj, dict):  # "]" may have closed a last element that is an array: read exactly
             return _scan(block, pos, index, rows, result)
         index += 1
         rows.append((index, obj))
-    if block.last and not block.closed:
+    elif closed and not (block.first and index == 0):
+        return _scan(block, pos, index, rows, result)  # "]" right after a separator
+    if block.last and not closed:
         result.file_error = (index + 1, "the JSON array is not closed (file truncated?)")
     result.count = index
     return rows
@@ -206,18 +237,22 @@ def _scan(block: Block, pos: int, index: int, rows: list[tuple[int, Any]], resul
         return pos + len(text[:char].encode("utf-8", "surrogateescape"))
 
     i, n = 0, len(text)
-    state = "item"  # item → sep → item ... (→ end: a "]" in the text, only when the cutter found none)
-    after_comma = False
+    # first → item → sep → item ... (→ end: a "]" in the text, only when the cutter found none at the end)
+    state = "first" if block.first and index == 0 else "item"
     element_start = 0
     while True:
         while i < n and text[i] in " \t\r\n":
             i += 1
         if i >= n:
             break
-        if state == "item":
+        if state == "first" and text[i] == "]":
+            i += 1
+            state = "end"
+            continue
+        if state in ("first", "item"):
             element_start = i
             try:
-                _value, end = _DECODER.raw_decode(text, i)
+                value, end = _DECODER.raw_decode(text, i)
             except json.JSONDecodeError as exc:
                 message = f"malformed JSON in element {ELEMENT}: {exc.msg}"
                 if block.last:
@@ -226,17 +261,22 @@ def _scan(block: Block, pos: int, index: int, rows: list[tuple[int, Any]], resul
                     result.tail, result.tail_error = byte_offset(i), message
                 result.count = index
                 return rows
-            if end >= n and not block.last:  # a number may go on in the next block ("12" of "12.5")
-                break
+            if not block.last and isinstance(value, int | float) and (end >= n or text[end] not in ",] \t\r\n"):
+                break  # a number may go on in the next block ("12" of "12.5")
+            if len(text[i:end].encode("utf-8", "surrogateescape")) > MAX_ROW_BYTES if end - i > MAX_ROW_BYTES // 4 \
+                    else False:
+                result.file_error = (index + 1, too_large(None))
+                result.count = index
+                return rows
             index += 1
             rows.append((index, text[i:end]))
             i = end
-            state, after_comma = "sep", False
+            state = "sep"
         elif state == "sep":
             ch = text[i]
             i += 1
             if ch == ",":
-                state, after_comma = "item", True
+                state = "item"
             elif ch == "]":
                 state = "end"
             else:
@@ -256,9 +296,7 @@ def _scan(block: Block, pos: int, index: int, rows: list[tuple[int, Any]], resul
         if state == "sep" or i < n:
             result.tail = byte_offset(element_start)
             result.tail_error = f"malformed JSON in element {ELEMENT}: the element does not end"
-    elif state == "item" and after_comma and block.closed:
-        result.file_error = (index + 1, f"malformed JSON in element {ELEMENT}: Expecting value")
-    elif state != "end" and not block.closed:
+    elif state != "end":
         result.file_error = (index + 1, "the JSON array is not closed (file truncated?)")
     result.count = index
     return rows

@@ -39,10 +39,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.imports.models import ImportOperation, ImportRowError
-from services.api.imports.blocks import Block, cut_blocks, file_message, prepare_block
+from services.api.imports.blocks import Block, cut_blocks, file_message, prepare_block, take_tail
 from services.api.imports import handoff
 from services.api.imports.parsing import CHARSETS, FileError, iter_rows, prepend
-from services.api.imports.pipeline import (MAX_ROW_BYTES, TASK_COPY_COLUMNS, ChunkResult, RowContext, RowError,
+from services.api.imports.pipeline import (TASK_COPY_COLUMNS, ChunkResult, RowContext, RowError,
                                            prepare_chunk, rebase_rows, warm_up)
 from services.api.keys.service import keyring, project_keys, wrap_only
 from services.api.projects.models import Project
@@ -479,16 +479,12 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
                 if carry is not None:  # the block's start was not an element start: redo it from the carried one
                     handoff.discard(result.copy_rows)
                     block = job.block
-                    block = job.block = Block(carry + block.data, block.fmt, last=block.last, closed=block.closed,
-                                              overlong=block.overlong)
+                    block = job.block = replace(block, data=carry + block.data)
                     carry = None
                     result = await submit_block(block)
                 result.copy_rows = handoff.claim(result.copy_rows)
                 base = rows_before
-                if result.tail is not None:
-                    carry = job.block.data[result.tail:]
-                    if len(carry) > MAX_ROW_BYTES:
-                        result.file_error = (result.count + 1, result.tail_error or "malformed JSON")
+                carry = take_tail(job.block, result)
                 if result.file_error is not None:
                     row, message = result.file_error[0], file_message(result.file_error[1], base + result.file_error[0])
                     result.errors.append(RowError(row, None, message))
