@@ -258,6 +258,7 @@ class _ChunkState:
     actions: dict[Any, tuple[bool, str, str, str]] | None
     random: bytes
     copy_tail: bytes  # the columns every task of the chunk shares, encoded once
+    plain_tail: bytes  # the columns after data_enc of a task with no original, no PII found, no predictions
     id_prefix: bytes  # the 48-bit Unix milliseconds of the chunk's task ids
     content_hash: Any  # bytes -> HMAC-SHA256 under the project's content-hash key
     offset: int = 0
@@ -288,18 +289,26 @@ def prepare_rows(ctx: RowContext, rows: list[tuple[int, Any]], *, parsed: bool,
     redactor = _redactor(ctx) if ctx.pii_enabled else None
     schema = ctx.label_schema
     now_us = time.time_ns() // 1000
+    copy_tail = b"".join((_copy_field(uuid.UUID(ctx.project_id).bytes), _copy_field(uuid.UUID(ctx.org_id).bytes),
+                          _copy_field(struct.pack(">i", ctx.schema_version)),
+                          _copy_field(uuid.UUID(ctx.import_id).bytes if ctx.import_id else None),
+                          _copy_field(struct.pack(">q", now_us - _PG_EPOCH_US))))
     state = _ChunkState(
         ctx=ctx, redactor=redactor, wrap_aead=AESGCM(ctx.wrap_key),
         controls={c["name"]: c for c in schema["controls"]},
         skip_redaction=frozenset(f["name"] for f in schema["data"] if not f.get("redact", True)),
         actions=_action_table(redactor) if redactor is not None else None,
         random=os.urandom(_RANDOM_PER_TASK * max(1, len(rows))),
-        copy_tail=b"".join((_copy_field(uuid.UUID(ctx.project_id).bytes), _copy_field(uuid.UUID(ctx.org_id).bytes),
-                            _copy_field(struct.pack(">i", ctx.schema_version)),
-                            _copy_field(uuid.UUID(ctx.import_id).bytes if ctx.import_id else None),
-                            _copy_field(struct.pack(">q", now_us - _PG_EPOCH_US)))),
+        copy_tail=copy_tail, plain_tail=_NO_ORIGINAL + _NO_PII + _NO_PREDICTIONS + copy_tail,
         id_prefix=(now_us // 1000).to_bytes(6, "big"), content_hash=hmac_sha256(ctx.content_hash_key))
+    plain = _plain_fields(schema) if redactor is None and parsed and not ctx.keep_original else None
     for number, raw in rows:
+        if plain is not None and type(raw) is dict:
+            try:
+                if _prepare_plain(state, result, number, raw, plain):
+                    continue
+            except Exception:  # noqa: S110 — the general path below takes the row and reports what is wrong
+                pass
         if isinstance(raw, RowError):
             result.errors.append(raw)
             result.invalid_rows += 1
@@ -317,6 +326,75 @@ def prepare_rows(ctx: RowContext, rows: list[tuple[int, Any]], *, parsed: bool,
             result.errors.extend(errors[:MAX_ERRORS_PER_ROW])
             result.invalid_rows += 1
     return result
+
+
+_PLAIN_KINDS = frozenset({"text"}) | MEDIA_TYPES
+
+
+def _plain_fields(schema: dict) -> tuple[tuple[str, bool], ...] | None:
+    """(name, required) of the schema's data fields when every one is a string (text or a media reference):
+    rows of such schemas, without predictions and with nothing to redact, take `_prepare_plain`."""
+    if not all(f["type"] in _PLAIN_KINDS for f in schema["data"]):
+        return None
+    return tuple((f["name"], f.get("required", True)) for f in schema["data"])
+
+
+def _prepare_plain(state: _ChunkState, result: ChunkResult, number: int, obj: dict,
+                   fields: tuple[tuple[str, bool], ...]) -> bool:
+    """`_prepare_row` for the common row, inlined (an import spends its time here): a task whose data are
+    the schema's strings, no predictions, no redaction. False: not such a row (nothing done); the general
+    path then takes it, and reports what is wrong with it."""
+    data = obj.get("data")
+    if type(data) is dict:
+        if not obj.keys() <= LS_TOP_KEYS or obj.get("predictions"):
+            return False
+    else:
+        data = obj
+    for name, required in fields:
+        value = data.get(name)
+        if type(value) is not str or not value or value.isspace():
+            if value is not None and type(value) is not str or required:
+                return False
+    canonical = orjson.dumps({"data": data, "predictions": []}, option=orjson.OPT_SORT_KEYS)
+    content_hash = state.content_hash(canonical)
+    at = state.offset
+    if at + _RANDOM_PER_TASK > len(state.random):
+        fresh = state.take(_RANDOM_PER_TASK)
+    else:
+        fresh = state.random[at:at + _RANDOM_PER_TASK]
+        state.offset = at + _RANDOM_PER_TASK
+    id_bytes, task_id = _task_id(state.id_prefix, fresh[:10])
+    if state.group_left <= 0 or state.group_aead is None:
+        _new_group(state, result)
+    state.group_left -= 1
+    nonce = fresh[10:]
+    data_enc = TASK_FORMAT + nonce + state.group_aead.encrypt(nonce, canonical[:-1] + _EMPTY_REPORT,
+                                                              b"quorum-task/1|data|" + id_bytes)
+    copy_rows = result.copy_rows
+    result.row_offsets.append(len(copy_rows))
+    copy_rows += _ROW_HEAD.pack(14, 8, number, 16, id_bytes, 32, content_hash)
+    copy_rows += state.group_field
+    copy_rows += _LENGTH.pack(len(data_enc))
+    copy_rows += data_enc
+    copy_rows += state.plain_tail
+    result.rows.append(number)
+    result.task_ids.append(task_id)
+    result.content_hashes.append(content_hash)
+    result.task_keys.append(len(result.keys) - 1)
+    result.pseudonyms.append(_NO_PSEUDONYMS)
+    return True
+
+
+_NO_PSEUDONYMS: list[str] = []
+
+
+def _new_group(state: _ChunkState, result: ChunkResult) -> None:
+    """Start a data-key group: a fresh data key, wrapped, for the next `tasks_per_key` tasks."""
+    more = os.urandom(_RANDOM_PER_KEY)
+    key_id, dek, kek_version, wrapped = _new_key(state.ctx, state.wrap_aead, more[:16], more[16:48], more[48:60])
+    result.keys.append((key_id, kek_version, wrapped))
+    state.group_aead, state.group_field = AESGCM(dek), _copy_field(key_id.encode())
+    state.group_left = max(1, state.ctx.tasks_per_key)
 
 
 def _prepare_row(state: _ChunkState, result: ChunkResult, number: int, obj: Any, errors: list[RowError]) -> bool:
@@ -357,11 +435,7 @@ def _prepare_row(state: _ChunkState, result: ChunkResult, number: int, obj: Any,
     fresh = state.take(_RANDOM_PER_TASK)
     id_bytes, task_id = _task_id(state.id_prefix, fresh[:10])
     if state.group_left <= 0 or state.group_aead is None:
-        more = os.urandom(_RANDOM_PER_KEY)
-        key_id, dek, kek_version, wrapped = _new_key(ctx, state.wrap_aead, more[:16], more[16:48], more[48:60])
-        result.keys.append((key_id, kek_version, wrapped))
-        state.group_aead, state.group_field = AESGCM(dek), _copy_field(key_id.encode())
-        state.group_left = max(1, ctx.tasks_per_key)
+        _new_group(state, result)
     state.group_left -= 1
     if report["entities"]:
         payload = orjson.dumps({"data": shown_data, "predictions": shown_predictions, "redaction": report})
@@ -584,7 +658,7 @@ def _validate_data(number: int, data: dict, schema: dict, from_csv: bool, errors
     for f in schema["data"]:
         name, kind = f["name"], f["type"]
         value = data.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if value is None or (isinstance(value, str) and (not value or value.isspace())):
             if f.get("required", True):
                 errors.append(RowError(number, f"data.{name}", f"required {kind} field is missing or empty"))
             continue
