@@ -124,7 +124,7 @@ async def cut_blocks(chunks: AsyncIterable[bytes], fmt: str, block_bytes: int = 
         return
     if not started:
         raise FileError(1, "the JSON array is not closed (file truncated?)")
-    yield Block(buf.rstrip(_WHITESPACE), fmt, last=True, first=first)
+    yield Block(buf, fmt, last=True, first=first)
 
 
 def _cut(buf: bytes, fmt: str) -> int | None:

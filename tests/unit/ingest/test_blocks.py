@@ -27,7 +27,8 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from services.api.imports import handoff
-from services.api.imports.blocks import Block, cut_blocks, file_message, json_rows, jsonl_rows, prepare_block
+from services.api.imports.blocks import (Block, cut_blocks, file_message, json_rows, jsonl_rows, prepare_block,
+                                         take_tail)
 from services.api.imports.parsing import FileError, iter_rows
 from services.api.imports.pipeline import (COPY_HEADER, COPY_TRAILER, MAX_ROW_BYTES, TASK_COPY_COLUMNS, ChunkResult,
                                            RowContext, _parse, decrypt_task_payload, hmac_sha256, rebase_rows,
@@ -82,18 +83,14 @@ async def in_blocks(data: bytes, fmt: str, block_bytes: int, step: int = 0, part
     try:
         async for block in cut_blocks(chunks, fmt, block_bytes):
             if carry is not None:  # the block is redone from the element the previous one did not finish
-                block = Block(carry + bytes(block.data), block.fmt, last=block.last, closed=block.closed,
-                              overlong=block.overlong)
+                block = replace(block, data=carry + bytes(block.data))
                 carry = None
             result = ChunkResult()
             split = json_rows(block, result) if fmt == "json" else jsonl_rows(block, result)
             base = rows_before
             assert all(1 <= number <= result.count for number, _ in split), (split, result.count)
-            if result.tail is not None:
-                assert not block.last, "the last block left an element unfinished"
-                carry = bytes(block.data[result.tail:])
-                if len(carry) > MAX_ROW_BYTES:
-                    result.file_error = (result.count + 1, result.tail_error or "malformed JSON")
+            assert result.tail is None or not block.last, "the last block left an element unfinished"
+            carry = take_tail(block, result)
             rows.extend((base + number, _outcome(base + number, raw)) for number, raw in split)
             if result.file_error is not None:
                 row = base + result.file_error[0]
@@ -108,7 +105,7 @@ async def in_blocks(data: bytes, fmt: str, block_bytes: int, step: int = 0, part
 
 
 def _block_sizes(data: bytes) -> list[int]:
-    return [1, 2, 3, 7, 16, 61, 256, 1000, len(data), len(data) + 1, 10 * len(data) + 64]
+    return [1, 3, 7, 16, 61, 256, 1000, len(data), len(data) + 1]
 
 
 async def assert_same_reading(data: bytes, fmt: str, steps: tuple[int, ...] = (3, 64, 4096)) -> None:
@@ -178,7 +175,7 @@ def _dump(value: Any, rng: random.Random, ws: list[str]) -> str:
 MALFORMED = ['{"text": }', '{"text" "x"}', '{"text": "x",}', "NaN", '{"text": tru}', "'single'", '{"text": "x"',
              '{"text": "a"]', "{,}", "-"]
 BAD_BYTES = [b"\xff", b"\xc3(", b"\x80abc", b"\xed\xa0\x80", b"\xf0\x9f"]
-AFTER_CLOSE = ["x", "{}", ', {"text": "after"}', "[1]", '"s"', "1"]  # not "]": see the regression test below
+AFTER_CLOSE = ["x", "{}", ', {"text": "after"}', "[1]", '"s"', "1", "]", "]]", ","]
 MARK = "@@INVALID-UTF8@@"
 
 
@@ -199,7 +196,7 @@ def json_array_file(rng: random.Random) -> bytes:
         text += "," + rng.choice(WHITESPACE) + "]"  # trailing comma
     elif ending < 0.16:
         text += rng.choice(WHITESPACE)  # the array never closed
-    elif texts and ending < 0.24:
+    elif ending < 0.24:
         text += rng.choice(WHITESPACE) + "]" + rng.choice(WHITESPACE) + rng.choice(AFTER_CLOSE)
     else:
         text += rng.choice(WHITESPACE) + "]"
@@ -217,7 +214,7 @@ def json_lines_file(rng: random.Random) -> bytes:
     lines: list[bytes] = []
     for i in range(rng.randint(0, 14)):
         pick = rng.random()
-        if i and pick < 0.15:  # blank lines (not before the first row: see the regression test below)
+        if pick < 0.15:  # blank lines, also before the first row
             lines.append(rng.choice(["", " ", "\t", "\r", "  \t"]).encode())
         elif pick < 0.22:
             lines.append(rng.choice(MALFORMED).encode())
@@ -268,26 +265,26 @@ JSONL_CASES = [
 
 @pytest.mark.parametrize("data", JSON_CASES, ids=range(len(JSON_CASES)))
 async def test_json_arrays_read_in_blocks_as_row_by_row(data: bytes) -> None:
-    await assert_same_reading(data, "json", steps=(1, 3, 4096) if not data.startswith(BOM) else (3, 4096))
+    await assert_same_reading(data, "json", steps=(1, 3, 4096))
 
 
 @pytest.mark.parametrize("data", JSONL_CASES, ids=range(len(JSONL_CASES)))
 async def test_json_lines_read_in_blocks_as_row_by_row(data: bytes) -> None:
-    await assert_same_reading(data, "jsonl", steps=(1, 3, 4096) if not data.startswith(BOM) else (3, 4096))
+    await assert_same_reading(data, "jsonl", steps=(1, 3, 4096))
 
 
 @pytest.mark.parametrize("seed", range(6))
 async def test_random_json_arrays_read_in_blocks_as_row_by_row(seed: int) -> None:
     rng = random.Random(1000 + seed)
-    for _ in range(25):
-        await assert_same_reading(json_array_file(rng), "json", steps=(rng.choice([3, 5, 11]), 4096))
+    for _ in range(20):
+        await assert_same_reading(json_array_file(rng), "json", steps=(rng.choice([1, 3, 5, 11]), 4096))
 
 
 @pytest.mark.parametrize("seed", range(4))
 async def test_random_json_lines_read_in_blocks_as_row_by_row(seed: int) -> None:
     rng = random.Random(2000 + seed)
-    for _ in range(25):
-        await assert_same_reading(json_lines_file(rng), "jsonl", steps=(rng.choice([3, 5, 11]), 4096))
+    for _ in range(20):
+        await assert_same_reading(json_lines_file(rng), "jsonl", steps=(rng.choice([1, 3, 5, 11]), 4096))
 
 
 async def test_the_generator_makes_what_it_claims() -> None:
@@ -295,8 +292,9 @@ async def test_the_generator_makes_what_it_claims() -> None:
     rng = random.Random(1000)
     files = [json_array_file(rng) for _ in range(150)]
     joined = b"\n".join(files)
-    for needle in (b'}, {"', b"},{", b'"}, {\\"a\\": 1', b"{}", b"\xff", b"NaN", BOM, b"}\n,\n{"):
+    for needle in (b'}, {"', b"},{", b'"}, {\\"a\\": 1', b"{}", b"\xff", BOM, b"}\n,\n{", b"]]"):
         assert needle in joined, needle
+    assert sum(joined.count(m.encode()) for m in MALFORMED) > 5
     errors = [(await reference(f, "json"))[1] for f in files[:60]]
     assert sum(e is None for e in errors) > 20 and sum(e is not None for e in errors) > 5
     rows = [(await reference(f, "json"))[0] for f in files[:60]]
@@ -355,12 +353,14 @@ async def test_a_valid_element_after_one_longer_than_a_block_is_not_reported_mal
         outcomes[cut] = await in_blocks(data, "json", 4096, parts=[data[:cut], data[cut:]])
     summary = {f"chunk ends after {data[cut - 3:cut]!r}": ([(n, kind) for n, (kind, _) in rows], error)
                for cut, (rows, error) in outcomes.items()}
-    misreported = {where: error for where, (_, error) in summary.items() if error is not None and error[0] != 1}
+    misreported = {where: error for where, (_, error) in summary.items()
+                   if error is not None and (error[0] != 1 or "element 1 " not in error[1])}
     assert not misreported, summary
-    assert len(set(map(repr, summary.values()))) == 1, summary
+    # the same rows and the same failing row wherever the chunks end (the wording may say more or less)
+    assert len({repr((rows, error and error[0])) for rows, error in summary.values()}) == 1, summary
 
 
-# -- regressions found by the tests above (inputs the generator leaves out so that it can find others) --------
+# -- regressions: divergences found while writing these tests, each pinned by its smallest inputs ----------
 
 async def test_json_lines_starting_with_blank_lines_keep_their_line_numbers() -> None:
     """Row numbers are line numbers: the blank lines before the first row count (as in iter_rows)."""
@@ -375,6 +375,22 @@ async def test_a_second_closing_bracket_is_data_after_the_end_of_the_array() -> 
 
 async def test_data_after_an_empty_array_is_reported_as_such() -> None:
     for data in (b"[] x", b"[]]", b'[] {"text": "a"}'):
+        await assert_same_reading(data, "json")
+
+
+async def test_a_truncated_array_whose_last_element_ends_with_a_bracket_is_not_closed() -> None:
+    """Only the array's own "]" closes it: a file cut after an inner array's "]" is not closed (row by row:
+    the element is a row and the next one reports "not closed"), and that "]" is not taken away from the
+    element it belongs to."""
+    for data in (b'[{"text": "a"}, [1, 2]', b"[[]", b'[{"text": "a"}, {"text": "b", "list": []',
+                 b'[{"text": "a"}, [1, {"text": "}, {"}]\n'):
+        await assert_same_reading(data, "json")
+
+
+async def test_a_file_cut_inside_an_escape_reports_the_row_by_row_message() -> None:
+    """The last block loses its trailing whitespace, which the decoder's message of a string cut right after
+    a backslash or an escape depends on (row by row: "Invalid \\escape" / "Unterminated string")."""
+    for data in (b'["a\\ ', b'[{"text": "a\\ \n', b'["\\u00fc ', b'[{"text": "x"}, {"text": "}, {\\u00fc\t'):
         await assert_same_reading(data, "json")
 
 
@@ -440,7 +456,7 @@ async def test_prepare_block_encodes_its_rows_as_binary_copy_numbered_from_the_b
     elements = [{"text": "one"}, {"txt": "no text"}, {"text": "}, {\"text\": \"two\"}"}, 42, {"text": "three"},
                 {"text": "one"}, {"text": "bad \udcff"}, {"text": "four ü"}]
     data = ", ".join(json.dumps(e) for e in elements).encode().replace(b"\\udcff", b"\xff")
-    result = prepare_block(ctx, Block(data, "json", last=True, closed=True))
+    result = prepare_block(ctx, Block(data + b"]", "json", last=True))  # the file's last block: up to its "]"
     assert result.count == 8 and result.tail is None and result.file_error is None
     assert result.rows == [1, 3, 5, 6, 8]
     assert sorted({e.row for e in result.errors}) == [2, 4, 7] and result.invalid_rows == 3
@@ -508,10 +524,10 @@ async def test_prepare_block_takes_and_gives_large_data_as_handoffs() -> None:
     assert handoff.USABLE, "/dev/shm is not writable here"
     ctx = _row_context()
     texts = [f"large {i} " + "y" * 10_000 for i in range(12)]
-    data = ", ".join(json.dumps({"text": t}) for t in texts).encode()
+    data = ", ".join(json.dumps({"text": t}) for t in texts).encode() + b"]"
     sent = handoff.stash(data)
     assert isinstance(sent, handoff.Handoff) and os.path.exists(sent.path)
-    result = prepare_block(ctx, Block(sent, "json", last=True, closed=True))
+    result = prepare_block(ctx, Block(sent, "json", last=True))
     assert not os.path.exists(sent.path)  # the worker took the block
     assert isinstance(result.copy_rows, handoff.Handoff) and result.copy_rows.size >= handoff.SMALLEST
     path = result.copy_rows.path
@@ -521,7 +537,7 @@ async def test_prepare_block_takes_and_gives_large_data_as_handoffs() -> None:
     result.copy_rows = copy_rows
     rebase_rows(copy_rows, result.row_offsets, result.rows, 7)
     assert _task_texts(ctx, result, decode_copy(result.task_rows())) == [(8 + i, t) for i, t in enumerate(texts)]
-    small = prepare_block(ctx, Block(b'{"text": "small"}', "json", last=True, closed=True))
+    small = prepare_block(ctx, Block(b'{"text": "small"}]', "json", last=True))
     assert isinstance(small.copy_rows, bytearray)  # under 64 KiB: through the pipe as it is
 
 
@@ -607,6 +623,6 @@ def test_task_ids_are_uuid7_with_the_time_first() -> None:
     current = task_uuid(os.urandom(16))
     assert abs((current.int >> 80) - now) < 5_000
     assert task_uuid(os.urandom(16), ms + 1) > first  # time-ordered
-    ids = {task_uuid(os.urandom(16), ms) for _ in range(20_000)}
-    assert len(ids) == 20_000
+    ids = {task_uuid(os.urandom(16), ms) for _ in range(5000)}
+    assert len(ids) == 5000
     assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
