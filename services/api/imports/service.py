@@ -100,6 +100,12 @@ def process_pool(settings: Any) -> ProcessPoolExecutor:
     return _pool
 
 
+def start_pool(settings: Any) -> None:
+    """Make sure the pool's processes exist (they are started at its first task)."""
+    if _pool is None or _pool_size != worker_count(settings):
+        process_pool(settings).submit(int)
+
+
 @atexit.register
 def _shutdown_pool() -> None:
     global _pool
@@ -264,6 +270,7 @@ async def receive_import(ctx: Any, principal: Principal, project_id: Any, body: 
         raise PayloadTooLarge(f"the import is larger than the {cap} byte limit", limit=cap)
     safe_name = _safe_filename(filename)
 
+    start_pool(settings)  # the workers start (a second or two) while the body is received, not after
     op_id = uuid.uuid4()
     spool_key = f"imports/{project.id}/{op_id}"
     store = ctx.extras["blob_store"]
