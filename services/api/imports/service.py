@@ -5,13 +5,17 @@ blob store under `imports/<project>/<operation>`; only then is the operation row
 `queued`) and 202 returned. Nothing is parsed while receiving except a sniff of the first bytes.
 
 Process: an asyncio task in the receiving replica claims the operation with a lease in PostgreSQL and works
-through the spooled file: split rows (main process) → validate/hash/redact/encrypt (process pool) → one
-transaction per chunk that COPYs data keys and tasks, inserts pseudonyms, writes one `tasks.imported` outbox
-row (and one `predictions.imported` when its tasks came with single_choice predictions) and advances the
-operation's checkpoint (`rows_committed`). The three stages overlap: a committer task commits chunks in file
-order while the reader keeps splitting and the workers keep redacting. If the replica dies, its lease lapses
-and any replica's resumer claims the operation and continues after the checkpoint; content hashes make a
-replayed row a duplicate, never a second task.
+through the spooled file. JSON and JSON Lines (UTF-8): this process cuts the file into ~1 MiB blocks at likely
+row boundaries and the process pool splits, parses, validates, hashes, redacts, encrypts and encodes each
+block's tasks as PostgreSQL binary COPY rows (blocks.py, pipeline.py); blocks and results cross through tmpfs
+handoffs (handoff.py). CSV and other charsets are split row by row here (parsing.py) and prepared the same
+way. Each chunk is one transaction: COPY of its tasks (duplicates found by the unique content-hash index), then
+one statement for its data keys, pseudonyms, row errors, its `tasks.imported` event (and one
+`predictions.imported` when its tasks came with single_choice predictions) and the checkpoint
+(`rows_committed`). The stages overlap: the workers prepare the next blocks while chunks commit, two at a time
+on their own connections, their checkpoints in file order. If the replica dies, its lease lapses and any
+replica's resumer claims the operation and continues after the checkpoint; content hashes make a replayed row
+a duplicate, never a second task.
 """
 
 from __future__ import annotations
