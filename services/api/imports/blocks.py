@@ -13,8 +13,9 @@ objects) is read exactly with the stdlib scanner from there to the end of the bl
 past its block's end comes back as a `tail`: the committer joins it to the next block and redoes that
 one, and only then is the next block's start trusted.
 
-Row numbers within a block start at 1; the committer adds the rows of the blocks before it. Error messages
-and row numbers are those of the row-by-row splitter (parsing.py), which still reads CSV and other charsets.
+Row numbers within a block start at 1; the committer adds the rows of the blocks before it. Row numbers are
+what a person finds in the file: the line number (JSON Lines), the element's position in the array (JSON). A
+malformed element ends a JSON file there (an array cannot be resynchronised): the rows before it stand.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import orjson
 
 from services.api.imports.handoff import Handoff, claim, stash
-from services.api.imports.parsing import FileError
+from services.api.imports.parsing import FileError, decoded_text, file_head, prepend
 from services.api.imports.pipeline import MAX_ROW_BYTES, ChunkResult, RowContext, prepare_rows
 
 BLOCK_BYTES = 1024 * 1024
@@ -75,9 +76,11 @@ class Block:
 
 # -- the server process: cutting -----------------------------------------------------------------------
 
-async def cut_blocks(chunks: AsyncIterable[bytes], fmt: str, block_bytes: int = BLOCK_BYTES
+async def cut_blocks(chunks: AsyncIterable[bytes], fmt: str, block_bytes: int = BLOCK_BYTES, charset: str = "utf-8"
                      ) -> AsyncIterator[Block]:
-    """The file (UTF-8) as blocks. JSON: the opening "[" is checked and dropped here."""
+    """The file as blocks of UTF-8 (other charsets and UTF-16 with its BOM are transcoded here). JSON: the
+    opening "[" is checked and dropped here."""
+    chunks = await _as_utf8(chunks, charset)
     parts: list[bytes] = []
     size = 0
     buf = b""
@@ -125,6 +128,21 @@ async def cut_blocks(chunks: AsyncIterable[bytes], fmt: str, block_bytes: int = 
     if not started:
         raise FileError(1, "the JSON array is not closed (file truncated?)")
     yield Block(buf, fmt, last=True, first=first)
+
+
+async def _as_utf8(chunks: AsyncIterable[bytes], charset: str) -> AsyncIterable[bytes]:
+    """UTF-8 passes as it is (invalid bytes stay in their row, which reports them); anything else is decoded
+    strictly (parsing.decoded_text) and encoded again."""
+    head, rest = await file_head(chunks)
+    chunks = prepend(head, rest)
+    if charset == "utf-8" and head[:2] not in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return chunks
+    return _encoded(decoded_text(chunks, charset))
+
+
+async def _encoded(texts: AsyncIterable[str]) -> AsyncIterator[bytes]:
+    async for text in texts:
+        yield text.encode("utf-8")
 
 
 def _cut(buf: bytes, fmt: str) -> int | None:

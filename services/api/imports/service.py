@@ -5,11 +5,11 @@ blob store under `imports/<project>/<operation>`; only then is the operation row
 `queued`) and 202 returned. Nothing is parsed while receiving except a sniff of the first bytes.
 
 Process: an asyncio task in the receiving replica claims the operation with a lease in PostgreSQL and works
-through the spooled file. JSON and JSON Lines (UTF-8): this process cuts the file into ~1 MiB blocks at likely
+through the spooled file. JSON and JSON Lines: this process cuts the file into ~1 MiB blocks at likely
 row boundaries and the process pool splits, parses, validates, hashes, redacts, encrypts and encodes each
 block's tasks as PostgreSQL binary COPY rows (blocks.py, pipeline.py); blocks and results cross through tmpfs
-handoffs (handoff.py). CSV and other charsets are split row by row here (parsing.py) and prepared the same
-way. Each chunk is one transaction: COPY of its tasks (duplicates found by the unique content-hash index), then
+handoffs (handoff.py). Other charsets are transcoded to UTF-8 on the way. CSV is split row by row here
+(parsing.py) and prepared the same way. Each chunk is one transaction: COPY of its tasks (duplicates found by the unique content-hash index), then
 one statement for its data keys, pseudonyms, row errors, its `tasks.imported` event (and one
 `predictions.imported` when its tasks came with single_choice predictions) and the checkpoint
 (`rows_committed`). The stages overlap: the workers prepare the next blocks while chunks commit, two at a time
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import codecs
 import collections
 import contextlib
 import logging
@@ -45,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.api.imports.models import ImportOperation, ImportRowError
 from services.api.imports.blocks import Block, cut_blocks, file_message, prepare_block, take_tail
 from services.api.imports import handoff
-from services.api.imports.parsing import CHARSETS, FileError, iter_rows, prepend
+from services.api.imports.parsing import CHARSETS, FileError, csv_rows
 from services.api.imports.pipeline import (TASK_COPY_COLUMNS, ChunkResult, RowContext, RowError,
                                            prepare_chunk, rebase_rows, warm_up)
 from services.api.keys.service import keyring, project_keys, wrap_only
@@ -449,11 +448,7 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
     max_inflight = settings.import_max_inflight_chunks or worker_count(settings) + 1
     spool = _Spool(ctx.extras["blob_store"], op.spool_key)
     chunks: AsyncIterator[bytes] = spool.chunks()
-    in_blocks = False
-    if op.format in ("json", "jsonl") and op.encoding == "utf-8":
-        first = await anext(chunks, b"")
-        in_blocks = first[:2] not in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # UTF-16: row by row
-        chunks = prepend(first, chunks)
+    in_blocks = op.format in ("json", "jsonl")
     resume_after = op.rows_committed
     state = {"stored_errors": await _stored_errors(ctx, op.id)}
 
@@ -549,7 +544,7 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
     try:
         try:
             if in_blocks:
-                async for block in cut_blocks(chunks, op.format, settings.import_block_bytes):
+                async for block in cut_blocks(chunks, op.format, settings.import_block_bytes, op.encoding):
                     if not await hand_over_block(block):
                         break
             else:
@@ -596,11 +591,11 @@ def _discard_result(future: asyncio.Future) -> None:
 
 async def _read_rows(chunks: AsyncIterator[bytes], op: ImportOperation, spool: _Spool, resume_after: int,
                      chunk_rows: int, submit: Any, hand_over: Any) -> None:
-    """CSV and charsets other than UTF-8: split row by row here, prepare in the pool."""
+    """CSV: split row by row here, prepared in the pool."""
     batch: list[tuple[int, Any]] = []
     batch_chars = 0
     try:
-        async for number, raw in iter_rows(chunks, op.format, op.encoding):
+        async for number, raw in csv_rows(chunks, op.encoding):
             if number <= resume_after:
                 continue
             batch.append((number, raw))

@@ -1,4 +1,4 @@
-"""The incremental splitters give the same rows wherever the chunk boundaries fall."""
+"""The incremental readers give the same rows wherever the chunk (and block) boundaries fall."""
 
 from __future__ import annotations
 
@@ -7,22 +7,29 @@ import json
 
 import pytest
 
-from services.api.imports.parsing import FileError, iter_rows
+from services.api.imports.parsing import FileError, csv_rows
 from services.api.imports.pipeline import RowError, remap_offset
+from tests.unit.ingest.splitting import in_blocks
 
 
 def _rows(data: bytes, fmt: str, step: int, charset: str = "utf-8") -> list:
+    """The rows as the import reads them: JSON and JSON Lines in blocks (of 16 bytes here, so elements cross
+    them), CSV row by row; the file in chunks of `step` bytes."""
+    if fmt != "csv":
+        rows, error = asyncio.run(in_blocks(data, fmt, 16, step, charset=charset))
+        if error is not None:
+            raise FileError(*error)
+        return [(number, value if kind == "value" else ("error", value)) for number, (kind, value) in rows]
+
     async def chunks():  # noqa: ANN202
         for i in range(0, len(data), step):
             yield data[i:i + step]
 
     async def collect() -> list:
         out = []
-        async for number, raw in iter_rows(chunks(), fmt, charset):
+        async for number, raw in csv_rows(chunks(), charset):
             if isinstance(raw, RowError):
                 out.append((number, "error", raw.message))
-            elif isinstance(raw, bytes | str):
-                out.append((number, json.loads(raw)))
             else:
                 out.append((number, raw))
         return out
@@ -81,3 +88,14 @@ def test_bulk_event_ids_look_like_the_envelopes_ulids() -> None:
     assert len(set(ids)) == 500 and all(len(i) == 26 for i in ids)
     assert set("".join(ids)) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
     assert all(i[:10] >= before[:10] for i in ids)  # the time part: never earlier than an id made before
+
+
+@pytest.mark.parametrize("step", [1, 5, 4096])
+def test_other_charsets_are_read_in_blocks_as_utf8(step: int) -> None:
+    rows = [{"text": "café — “quoted” ü"}, {"text": "second, }, { row"}]
+    utf16 = json.dumps(rows, ensure_ascii=False).encode("utf-16")  # with its BOM, undeclared
+    assert _rows(utf16, "json", step) == [(1, rows[0]), (2, rows[1])]
+    cp1252 = "\n".join(json.dumps(r, ensure_ascii=False) for r in rows).encode("cp1252")
+    assert _rows(cp1252, "jsonl", step, "cp1252") == [(1, rows[0]), (2, rows[1])]
+    with pytest.raises(FileError, match="not valid cp1252"):
+        _rows(b'{"text": "\x81"}\n', "jsonl", step, "cp1252")  # 0x81 is unassigned in cp1252
