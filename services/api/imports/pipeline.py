@@ -370,12 +370,7 @@ def _prepare_plain(state: _ChunkState, result: ChunkResult, number: int, obj: di
     nonce = fresh[10:]
     data_enc = TASK_FORMAT + nonce + state.group_aead.encrypt(nonce, canonical[:-1] + _EMPTY_REPORT,
                                                               b"quorum-task/1|data|" + id_bytes)
-    copy_rows = result.copy_rows
-    result.row_offsets.append(len(copy_rows))
-    copy_rows += _ROW_HEAD.pack(14, 8, number, 16, id_bytes, 32, content_hash)
-    copy_rows += state.group_field
-    copy_rows += _LENGTH.pack(len(data_enc))
-    copy_rows += data_enc
+    copy_rows = _start_row(result, state, number, id_bytes, content_hash, data_enc)
     copy_rows += state.plain_tail
     result.rows.append(number)
     result.task_ids.append(task_id)
@@ -386,6 +381,18 @@ def _prepare_plain(state: _ChunkState, result: ChunkResult, number: int, obj: di
 
 
 _NO_PSEUDONYMS: list[str] = []
+
+
+def _start_row(result: ChunkResult, state: _ChunkState, number: int, id_bytes: bytes, content_hash: bytes,
+               data_enc: bytes) -> bytearray:
+    """Encode a task's COPY row up to its ciphertext (row number, id, content hash, data key, ciphertext)."""
+    copy_rows = result.copy_rows
+    result.row_offsets.append(len(copy_rows))
+    copy_rows += _ROW_HEAD.pack(14, 8, number, 16, id_bytes, 32, content_hash)
+    copy_rows += state.group_field
+    copy_rows += _LENGTH.pack(len(data_enc))
+    copy_rows += data_enc
+    return copy_rows
 
 
 def _new_group(state: _ChunkState, result: ChunkResult) -> None:
@@ -443,12 +450,7 @@ def _prepare_row(state: _ChunkState, result: ChunkResult, number: int, obj: Any,
         payload = canonical[:-1] + _EMPTY_REPORT
     data_enc = _seal_id(state.group_aead, id_bytes, payload, b"data", fresh[10:22])
     index = len(result.task_ids)
-    copy_rows = result.copy_rows
-    result.row_offsets.append(len(copy_rows))
-    copy_rows += _ROW_HEAD.pack(14, 8, number, 16, id_bytes, 32, content_hash)
-    copy_rows += state.group_field
-    copy_rows += _LENGTH.pack(len(data_enc))
-    copy_rows += data_enc
+    copy_rows = _start_row(result, state, number, id_bytes, content_hash, data_enc)
     if ctx.keep_original and redactor is not None and report["entities"]:
         more = os.urandom(_RANDOM_PER_KEY + NONCE_BYTES)
         okey_id, odek, okek, owrapped = _new_key(ctx, state.wrap_aead, more[:16], more[16:48], more[48:60])

@@ -29,11 +29,11 @@ def _outcome(number: int, raw: Any) -> tuple[str, Any]:
     return ("errors", [(e.row, e.field, e.message) for e in errors]) if errors else ("value", value)
 
 
-async def reference(data: bytes, fmt: str, charset: str = "utf-8") -> tuple[list, tuple[int, str] | None]:
+async def reference(data: bytes, fmt: str) -> tuple[list, tuple[int, str] | None]:
     rows: list = []
     error = None
     try:
-        async for number, raw in reference_rows(_chunks(data, max(1, len(data))), fmt, charset):
+        async for number, raw in reference_rows(_chunks(data, max(1, len(data))), fmt):
             rows.append((number, _outcome(number, raw)))
     except FileError as exc:
         error = (exc.row, exc.message)
