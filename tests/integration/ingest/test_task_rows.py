@@ -95,3 +95,28 @@ async def test_deleting_a_project_deletes_its_tasks_and_their_pseudonyms(ingest:
         assert (await session.execute(count(Task, doomed))).scalar_one() == 0
         assert (await session.execute(count(TaskPseudonym, doomed))).scalar_one() == 0
         assert (await session.execute(count(Task, kept))).scalar_one() == 3
+
+
+async def test_task_ciphertext_stays_in_its_row(ingest: IngestEnv) -> None:
+    """Migration 0007: rows up to a page are not TOASTed (a redacted task with its report is ~2.4 kB, over the
+    default 2 kB), and ciphertext is never put through compression; such a task imports and reads back."""
+    async with ingest.ctx.session_factory() as session:
+        options = (await session.execute(sa.text(
+            "SELECT reloptions FROM pg_class WHERE oid = 'quorum_api.tasks'::regclass"))).scalar_one()
+        storage = dict((await session.execute(sa.text(
+            "SELECT attname, attstorage::text FROM pg_attribute WHERE attrelid = 'quorum_api.tasks'::regclass "
+            "AND attname IN ('data_enc', 'original_enc')"))).all())
+    assert "toast_tuple_target=8160" in options
+    assert storage == {"data_enc": "e", "original_enc": "e"}  # external: out of line if ever, uncompressed
+
+    pid = await ingest.create_project(pii={"enabled": True})
+    text = " ".join(f"Call Maria Lopez on +1 415-555-{i:04d} or mail maria{i}@example.org." for i in range(40))
+    result = await ingest.run_import(pid, (json.dumps({"text": text}) + "\n").encode())
+    assert result["counts"]["created"] == 1, result
+    async with ingest.ctx.session_factory() as session:
+        stored = (await session.execute(sa.text("SELECT octet_length(data_enc) FROM quorum_api.tasks "
+                                                "WHERE project_id = :p"), {"p": pid})).scalar_one()
+    assert stored > 2100  # over the default TOAST threshold
+    [task] = (await ingest.client.get(f"/api/v1/projects/{pid}/tasks", params={"include_data": "true"},
+                                      headers=await ingest.manager())).json()["items"]
+    assert "maria0@example.org" not in task["data"]["text"] and "[EMAIL]" in task["data"]["text"]
