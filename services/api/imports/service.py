@@ -9,10 +9,10 @@ through the spooled file. JSON and JSON Lines: this process cuts the file into ~
 row boundaries and the process pool splits, parses, validates, hashes, redacts, encrypts and encodes each
 block's tasks as PostgreSQL binary COPY rows (blocks.py, pipeline.py); blocks and results cross through tmpfs
 handoffs (handoff.py). Other charsets are transcoded to UTF-8 on the way. CSV is split row by row here
-(parsing.py) and prepared the same way. Each chunk is one transaction: COPY of its tasks (duplicates found by the unique content-hash index), then
-one statement for its data keys, pseudonyms, row errors, its `tasks.imported` event (and one
-`predictions.imported` when its tasks came with single_choice predictions) and the checkpoint
-(`rows_committed`). The stages overlap: the workers prepare the next blocks while chunks commit, two at a time
+(parsing.py) and prepared the same way. Each chunk is one transaction: COPY of its tasks (duplicates found by
+the unique content-hash index), then one statement for its data keys, pseudonyms, row errors, its
+`tasks.imported` event (and one `predictions.imported` when its tasks came with single_choice predictions)
+and the checkpoint (`rows_committed`). The stages overlap: the workers prepare the next blocks while chunks commit, two at a time
 on their own connections, their checkpoints in file order. If the replica dies, its lease lapses and any
 replica's resumer claims the operation and continues after the checkpoint; content hashes make a replayed row
 a duplicate, never a second task.
