@@ -150,15 +150,18 @@ def _cut(buf: bytes, fmt: str) -> int | None:
     if fmt == "jsonl":
         at = buf.rfind(b"\n")
         return at + 1 if at >= 0 else None
-    for start in (max(0, len(buf) - CUT_SEARCH), 0):
-        last = None
-        for last in _SEPARATOR.finditer(buf, start):  # noqa: B007
-            pass
-        if last is not None:
-            return last.end() - 1
-        if start == 0:
-            break
-    return None
+    tail_start = max(0, len(buf) - CUT_SEARCH)
+    last = _last_separator(buf, tail_start)
+    if last is None and tail_start:
+        last = _last_separator(buf, 0)  # elements longer than the search window
+    return None if last is None else last.end() - 1
+
+
+def _last_separator(buf: bytes, start: int) -> re.Match[bytes] | None:
+    last = None
+    for last in _SEPARATOR.finditer(buf, start):  # noqa: B007
+        pass
+    return last
 
 
 # -- the workers: splitting and preparing --------------------------------------------------------------------
@@ -281,8 +284,8 @@ def _scan(block: Block, pos: int, index: int, rows: list[tuple[int, Any]], resul
                 return rows
             if not block.last and isinstance(value, int | float) and (end >= n or text[end] not in ",] \t\r\n"):
                 break  # a number may go on in the next block ("12" of "12.5")
-            if len(text[i:end].encode("utf-8", "surrogateescape")) > MAX_ROW_BYTES if end - i > MAX_ROW_BYTES // 4 \
-                    else False:
+            # (a character is at most 4 bytes: below a quarter of the limit no encoding is needed to know)
+            if end - i > MAX_ROW_BYTES // 4 and len(text[i:end].encode("utf-8", "surrogateescape")) > MAX_ROW_BYTES:
                 result.file_error = (index + 1, too_large(None))
                 result.count = index
                 return rows

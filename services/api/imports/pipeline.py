@@ -1,7 +1,7 @@
 """Row → task, the CPU-bound part of an import: validate, hash, redact, encrypt. Runs in worker processes.
 
-Imports nothing of the web stack so a worker process stays small. A row becomes either a complete
-`PreparedTask` (everything already encrypted, ready to COPY) or a list of errors — never half a task.
+Imports nothing of the web stack so a worker process stays small. A row becomes either a complete task in
+`ChunkResult` (encrypted and encoded as a binary COPY row) or a list of errors — never half a task.
 
 Data keys: tasks share a data key in groups of `tasks_per_key` consecutive tasks of a chunk (setting
 `import_tasks_per_data_key`; 1 = a key per task), scope `import-tasks:<operation>`. A key row costs the database as
@@ -110,24 +110,11 @@ def rebase_rows(copy_rows: bytearray, offsets: list[int], numbers: list[int], ba
 
 
 @dataclass
-class PreparedTask:
-    """One task, row-wise (tests, debugging); the commit path uses `ChunkResult`'s columns."""
-
-    row: int
-    task_id: str
-    content_hash: bytes
-    key: tuple[str, int, bytes]  # key_id, kek_version, wrapped
-    original_key: tuple[str, int, bytes] | None
-    pseudonyms: list[str]
-    choice_predictions: list[tuple[str, str, float | None, str | None]] = field(default_factory=list)
-
-
-@dataclass
 class ChunkResult:
     """A chunk's tasks as columns, the tasks rows already in binary COPY format: a few objects per chunk to
     pickle back from the worker instead of one per task, and nothing to encode in the server process."""
 
-    rows: list[int] = field(default_factory=list)  # row number of each task (from 1 in a block: see row_base)
+    rows: list[int] = field(default_factory=list)  # row number of each task (in a block: from its start)
     task_ids: list[str] = field(default_factory=list)
     content_hashes: list[bytes] = field(default_factory=list)
     copy_rows: bytearray = field(default_factory=bytearray)  # (a handoff.Handoff while between processes)
@@ -153,17 +140,6 @@ class ChunkResult:
 
     def __len__(self) -> int:
         return len(self.task_ids)
-
-    @property
-    def tasks(self) -> list[PreparedTask]:
-        choices: list[list[tuple[str, str, float | None, str | None]]] = [[] for _ in self.task_ids]
-        for index, *prediction in zip(self.prediction_tasks, self.prediction_controls, self.prediction_values,
-                                      self.prediction_scores, self.prediction_models, strict=True):
-            choices[index].append(tuple(prediction))
-        originals = {i: (key_id, version, wrapped) for i, key_id, version, wrapped in self.originals}
-        return [PreparedTask(row, task_id, content_hash, self.keys[key], originals.get(i), names, choices[i])
-                for i, (row, task_id, content_hash, key, names) in enumerate(zip(
-                    self.rows, self.task_ids, self.content_hashes, self.task_keys, self.pseudonyms, strict=True))]
 
     def task_rows(self, indexes: list[int] | None = None) -> bytes:
         """The binary COPY of the tasks (all, or those at `indexes`): header, rows, trailer."""
@@ -303,12 +279,8 @@ def prepare_rows(ctx: RowContext, rows: list[tuple[int, Any]], *, parsed: bool,
         id_prefix=(now_us // 1000).to_bytes(6, "big"), content_hash=hmac_sha256(ctx.content_hash_key))
     plain = _plain_fields(schema) if redactor is None and parsed and not ctx.keep_original else None
     for number, raw in rows:
-        if plain is not None and type(raw) is dict:
-            try:
-                if _prepare_plain(state, result, number, raw, plain):
-                    continue
-            except Exception:  # noqa: S110 — the general path below takes the row and reports what is wrong
-                pass
+        if plain is not None and type(raw) is dict and _prepare_plain(state, result, number, raw, plain):
+            continue
         if isinstance(raw, RowError):
             result.errors.append(raw)
             result.invalid_rows += 1
@@ -343,7 +315,7 @@ def _prepare_plain(state: _ChunkState, result: ChunkResult, number: int, obj: di
                    fields: tuple[tuple[str, bool], ...]) -> bool:
     """`_prepare_row` for the common row, inlined (an import spends its time here): a task whose data are
     the schema's strings, no predictions, no redaction. False: not such a row (nothing done); the general
-    path then takes it, and reports what is wrong with it."""
+    path then takes it, and reports what is wrong with it. Raises nothing the general path would catch."""
     data = obj.get("data")
     if type(data) is dict:
         if not obj.keys() <= LS_TOP_KEYS or obj.get("predictions"):
@@ -355,32 +327,25 @@ def _prepare_plain(state: _ChunkState, result: ChunkResult, number: int, obj: di
         if type(value) is not str or not value or value.isspace():
             if value is not None and type(value) is not str or required:
                 return False
-    canonical = orjson.dumps({"data": data, "predictions": []}, option=orjson.OPT_SORT_KEYS)
+    try:
+        canonical = orjson.dumps({"data": data, "predictions": []}, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return False
     content_hash = state.content_hash(canonical)
-    at = state.offset
-    if at + _RANDOM_PER_TASK > len(state.random):
-        fresh = state.take(_RANDOM_PER_TASK)
-    else:
-        fresh = state.random[at:at + _RANDOM_PER_TASK]
-        state.offset = at + _RANDOM_PER_TASK
+    fresh = state.take(_RANDOM_PER_TASK)
     id_bytes, task_id = _task_id(state.id_prefix, fresh[:10])
     if state.group_left <= 0 or state.group_aead is None:
         _new_group(state, result)
     state.group_left -= 1
-    nonce = fresh[10:]
-    data_enc = TASK_FORMAT + nonce + state.group_aead.encrypt(nonce, canonical[:-1] + _EMPTY_REPORT,
-                                                              b"quorum-task/1|data|" + id_bytes)
+    data_enc = _seal_id(state.group_aead, id_bytes, canonical[:-1] + _EMPTY_REPORT, b"data", fresh[10:])
     copy_rows = _start_row(result, state, number, id_bytes, content_hash, data_enc)
     copy_rows += state.plain_tail
     result.rows.append(number)
     result.task_ids.append(task_id)
     result.content_hashes.append(content_hash)
     result.task_keys.append(len(result.keys) - 1)
-    result.pseudonyms.append(_NO_PSEUDONYMS)
+    result.pseudonyms.append([])
     return True
-
-
-_NO_PSEUDONYMS: list[str] = []
 
 
 def _start_row(result: ChunkResult, state: _ChunkState, number: int, id_bytes: bytes, content_hash: bytes,
