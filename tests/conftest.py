@@ -103,7 +103,7 @@ def make_settings(infra: dict[str, str], tmp: Path, **overrides) -> Settings:
         environment="test", database_url=infra["database_url"], redis_url=infra["redis_url"],
         stream_prefix=f"qt-{SESSION}-{secrets.token_hex(4)}", data_dir=tmp, s3_endpoint=None, blob_dir=tmp / "blobs",
         migrate_on_start=False, consumer_block_ms=100, outbox_poll_interval=0.2,
-        keyring_file=tmp / "keyring.json",
+        keyring_file=tmp / "keyring.json", import_workers_at_startup=False,
     )
     values.update(overrides)
     return Settings(**values)

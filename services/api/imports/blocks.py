@@ -109,7 +109,9 @@ async def cut_blocks(chunks: AsyncIterable[bytes], fmt: str, block_bytes: int = 
             continue
         buf = b"".join(parts)
         while len(buf) >= block_bytes:
-            cut = _cut(buf, fmt)
+            # Cut within the first `block_bytes` when possible: a JSON block no longer than MAX_ROW_BYTES holds
+            # no element over the limit, and its worker parses it in one call (json_rows).
+            cut = _cut(buf, fmt, block_bytes) or _cut(buf, fmt)
             if cut is None:
                 if len(buf) <= MAX_ROW_BYTES + block_bytes:
                     break
@@ -145,21 +147,23 @@ async def _encoded(texts: AsyncIterable[str]) -> AsyncIterator[bytes]:
         yield text.encode("utf-8")
 
 
-def _cut(buf: bytes, fmt: str) -> int | None:
-    """Where the block ends: after the last newline / at the "{" of the last candidate separator."""
+def _cut(buf: bytes, fmt: str, limit: int | None = None) -> int | None:
+    """Where the block ends (within the first `limit` bytes): after the last newline / at the "{" of the last
+    candidate separator."""
+    end = len(buf) if limit is None else min(limit, len(buf))
     if fmt == "jsonl":
-        at = buf.rfind(b"\n")
+        at = buf.rfind(b"\n", 0, end)
         return at + 1 if at >= 0 else None
-    tail_start = max(0, len(buf) - CUT_SEARCH)
-    last = _last_separator(buf, tail_start)
+    tail_start = max(0, end - CUT_SEARCH)
+    last = _last_separator(buf, tail_start, end)
     if last is None and tail_start:
-        last = _last_separator(buf, 0)  # elements longer than the search window
+        last = _last_separator(buf, 0, end)  # elements longer than the search window
     return None if last is None else last.end() - 1
 
 
-def _last_separator(buf: bytes, start: int) -> re.Match[bytes] | None:
+def _last_separator(buf: bytes, start: int, end: int) -> re.Match[bytes] | None:
     last = None
-    for last in _SEPARATOR.finditer(buf, start):  # noqa: B007
+    for last in _SEPARATOR.finditer(buf, start, end):  # noqa: B007
         pass
     return last
 
@@ -201,8 +205,11 @@ def jsonl_rows(block: Block, result: ChunkResult) -> list[tuple[int, Any]]:
 
 
 def json_rows(block: Block, result: ChunkResult) -> list[tuple[int, Any]]:
+    rows = _whole_block(block, result)
+    if rows is not None:
+        return rows
     data = block.data
-    rows: list[tuple[int, Any]] = []
+    rows = []
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
     pos = _skip_whitespace(data, 0)
     index = 0
@@ -240,6 +247,30 @@ def json_rows(block: Block, result: ChunkResult) -> list[tuple[int, Any]]:
         result.file_error = (index + 1, "the JSON array is not closed (file truncated?)")
     result.count = index
     return rows
+
+
+def _whole_block(block: Block, result: ChunkResult) -> list[tuple[int, Any]] | None:
+    """The common block in one parse: complete objects, each followed by its comma, none over the row limit
+    (the block is no longer than the limit). None: not such a block; `json_rows` reads it element by element.
+    The block starts at an element start, so if it parses as the items of an array, its elements are the
+    ones the separators delimit (a separator inside a string leaves that string open: no parse)."""
+    data = block.data
+    if block.last or len(data) > MAX_ROW_BYTES:
+        return None
+    body = data.rstrip(_WHITESPACE)
+    if not body.endswith(b","):
+        return None
+    try:
+        values = orjson.loads(b"[" + body[:-1] + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    if not values:
+        return None
+    for value in values:
+        if type(value) is not dict:
+            return None
+    result.count = len(values)
+    return list(enumerate(values, 1))
 
 
 def _skip_whitespace(data: bytes, pos: int) -> int:

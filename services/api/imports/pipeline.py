@@ -117,6 +117,7 @@ class ChunkResult:
     rows: list[int] = field(default_factory=list)  # row number of each task (in a block: from its start)
     task_ids: list[str] = field(default_factory=list)
     content_hashes: list[bytes] = field(default_factory=list)
+    distinct_hashes: bool = True  # no two tasks of the chunk have the same content (its COPY can be optimistic)
     copy_rows: bytearray = field(default_factory=bytearray)  # (a handoff.Handoff while between processes)
     row_offsets: list[int] = field(default_factory=list)  # where each task's row starts in copy_rows
     keys: list[tuple[str, int, bytes]] = field(default_factory=list)  # group data keys: id, KEK version, wrapped
@@ -297,6 +298,7 @@ def prepare_rows(ctx: RowContext, rows: list[tuple[int, Any]], *, parsed: bool,
         if not added:
             result.errors.extend(errors[:MAX_ERRORS_PER_ROW])
             result.invalid_rows += 1
+    result.distinct_hashes = len(set(result.content_hashes)) == len(result.content_hashes)
     return result
 
 
