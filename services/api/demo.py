@@ -98,11 +98,10 @@ def seed_over_http(base_url: str, credentials: dict[str, Any], *, timeout: float
                                         "Idempotency-Key": "demo-seed-v1"})
         imported.raise_for_status()
         op_id = imported.json()["id"]
-        while client.get(f"{api}/imports/{op_id}", headers=auth).json().get("status") not in (
-                "succeeded", "completed", "failed", "partially_failed", "done"):
+        while client.get(f"{api}/imports/{op_id}", params={"wait": 5}, headers=auth).json().get("status") not in (
+                "succeeded", "failed"):
             if time.monotonic() > deadline:
                 break
-            time.sleep(0.2)  # polling the import operation, as a client does
     return {"project_id": project_id, "project": f"{api}/projects/{project_id}",
             "tasks": f"{api}/projects/{project_id}/tasks", "import": f"{api}/imports/{op_id}"}
 

@@ -19,7 +19,7 @@ from shared.storage.base import DEFAULT_CONTENT_TYPE, clamp_range, validate_key,
 from shared.storage.errors import ObjectKeyConflict, ObjectNotFound, StorageUnavailable
 
 WRITE_BATCH = 1024 * 1024
-READ_CHUNK = 256 * 1024
+READ_CHUNK = 1024 * 1024
 
 
 class LocalBlobStore:

@@ -18,6 +18,7 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import sqlalchemy as sa
@@ -67,7 +68,7 @@ async def _erase_task_batch(session: AsyncSession, ctx: ServiceContext, project:
     """Shred and tombstone one batch inside the caller's transaction; returns media blob keys to delete."""
     keys = data_key_store(ctx)
     tasks = (await session.execute(
-        sa.select(Task.id, Task.key_id, Task.original_key_id)
+        sa.select(Task.id, Task.key_id, Task.original_key_id, Task.created_at)
         .where(Task.project_id == uuid.UUID(project.id), Task.id.in_(task_ids), Task.erased_at.is_(None))
         .with_for_update())).all()
     found = [t.id for t in tasks]
@@ -75,7 +76,7 @@ async def _erase_task_batch(session: AsyncSession, ctx: ServiceContext, project:
         sa.select(Media.id, Media.data_key_id, Media.blob_key)
         .where(Media.project_id == uuid.UUID(project.id), Media.task_id.in_(task_ids))
         .with_for_update())).all() if task_ids else []
-    await _rekey_siblings(session, ctx, {t.key_id for t in tasks}, found)
+    await _rekey_siblings(session, ctx, project, {t.key_id for t in tasks}, {t.created_at for t in tasks}, found)
     key_ids = [t.key_id for t in tasks] + [t.original_key_id for t in tasks if t.original_key_id] + \
               [m.data_key_id for m in media]
     report.keys_destroyed += await _destroy_keys(session, key_ids)
@@ -97,17 +98,18 @@ async def _erase_task_batch(session: AsyncSession, ctx: ServiceContext, project:
     return [m.blob_key for m in media]
 
 
-async def _rekey_siblings(session: AsyncSession, ctx: ServiceContext, key_ids: set[str],
-                          erased: Sequence[uuid.UUID]) -> int:
+async def _rekey_siblings(session: AsyncSession, ctx: ServiceContext, project: ProjectRef, key_ids: set[str],
+                          created: set[datetime], erased: Sequence[uuid.UUID]) -> int:
     """Tasks imported together share a data key (`import_tasks_per_data_key`). Before a shared key is destroyed,
     its live tasks that are not being erased move to a fresh key: decrypted with the old one, encrypted with
-    the new one, in the erasure's transaction. Returns how many tasks were re-encrypted."""
+    the new one, in the erasure's transaction. Returns how many tasks were re-encrypted.
+
+    Tasks share a key only within one import chunk, and a chunk's tasks share their project and `created_at`
+    (the importer stamps a chunk once; re-keying keeps it): the siblings are found through the (project,
+    created_at) index among a chunk's tasks, not by scanning every task for the key."""
     if not key_ids:
         return 0
-    siblings = (await session.execute(
-        sa.select(Task.id, Task.key_id, Task.data_enc, DataKey.scope).join(DataKey, DataKey.id == Task.key_id)
-        .where(Task.key_id.in_(sorted(key_ids)), Task.erased_at.is_(None), Task.id.not_in(list(erased)))
-        .order_by(Task.id).with_for_update(of=Task))).all()
+    siblings = (await session.execute(siblings_query(project, key_ids, created, erased))).all()
     if not siblings:
         return 0
     keys = data_key_store(ctx)
@@ -124,6 +126,15 @@ async def _rekey_siblings(session: AsyncSession, ctx: ServiceContext, key_ids: s
                         "data_enc": encrypt_task_payload(new_dek, task_id, payload, purpose="data")})
     await session.execute(sa.update(Task), updates)  # ORM bulk UPDATE by primary key
     return len(updates)
+
+
+def siblings_query(project: ProjectRef, key_ids: set[str], created: set[datetime], erased: Sequence[uuid.UUID]
+                   ) -> sa.Select:
+    """The live tasks under `key_ids` but the `erased` ones, locked, with their key's scope."""
+    return (sa.select(Task.id, Task.key_id, Task.data_enc, DataKey.scope).join(DataKey, DataKey.id == Task.key_id)
+            .where(Task.project_id == uuid.UUID(project.id), Task.created_at.in_(sorted(created)),
+                   Task.key_id.in_(sorted(key_ids)), Task.erased_at.is_(None), Task.id.not_in(list(erased)))
+            .order_by(Task.id).with_for_update(of=Task))
 
 
 async def _destroy_keys(session: AsyncSession, key_ids: Sequence[str]) -> int:

@@ -206,10 +206,12 @@ def jsonl_rows(block: Block, result: ChunkResult) -> list[tuple[int, Any]]:
 
 def json_rows(block: Block, result: ChunkResult) -> list[tuple[int, Any]]:
     rows = _whole_block(block, result)
-    if rows is not None:
-        return rows
+    return rows if rows is not None else _element_rows(block, result)
+
+
+def _element_rows(block: Block, result: ChunkResult) -> list[tuple[int, Any]]:
     data = block.data
-    rows = []
+    rows: list[tuple[int, Any]] = []
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
     pos = _skip_whitespace(data, 0)
     index = 0

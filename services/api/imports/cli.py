@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,8 +78,9 @@ def run_import(base_url: str, token: str, project: str, path: Path, *, fmt: str 
         while op["status"] not in ("succeeded", "failed"):
             out.write(_bar(op["progress"], "process") + f"  {op['counts']['created']} created")
             out.flush()
-            time.sleep(poll)
-            op = client.get(f"/api/v1/imports/{op['id']}", headers={"Authorization": f"Bearer {token}"}).json()
+            # The server answers when the import ends, or after `poll` seconds with its progress.
+            op = client.get(f"/api/v1/imports/{op['id']}", params={"wait": poll},
+                            headers={"Authorization": f"Bearer {token}"}).json()
         out.write(_bar(1.0, "process") + f"  {op['counts']['created']} created\n")
     return op
 

@@ -920,6 +920,45 @@ async def operation_status(session: AsyncSession, principal: Principal, op_id: A
     return operation_view(op, errors)
 
 
+MAX_STATUS_WAIT = 30.0
+FINISHED = ("succeeded", "failed")
+
+
+async def watch_operation(ctx: Any, principal: Principal, op_id: Any, *, wait: float = 0.0, errors_limit: int = 100,
+                          errors_after: int = 0) -> dict[str, Any]:
+    """The operation's status; with `wait`, once it has ended or after `wait` seconds, whichever comes first
+    (a client waits for the end without polling, and learns of it when it happens). No database connection
+    is held while waiting."""
+    async with ctx.session_factory() as session:
+        view = await operation_status(session, principal, op_id, errors_limit=errors_limit, errors_after=errors_after)
+    if wait <= 0 or view["status"] in FINISHED:
+        return view
+    await _until_finished(ctx, uuid.UUID(view["id"]), min(wait, MAX_STATUS_WAIT))
+    async with ctx.session_factory() as session:
+        return await operation_status(session, principal, op_id, errors_limit=errors_limit, errors_after=errors_after)
+
+
+async def _until_finished(ctx: Any, op_id: uuid.UUID, seconds: float) -> None:
+    """Returns when the operation has ended or `seconds` have passed. An import this replica runs is awaited
+    directly; one another replica runs is looked up every quarter second."""
+    job = next((t for t in ctx.extras.get("import_jobs", ()) if t.get_name() == f"import-{op_id}"), None)
+    if job is not None:
+        await asyncio.wait({job}, timeout=seconds)
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := deadline - loop.time()) > 0:
+        await asyncio.sleep(min(STATUS_RECHECK, left))
+        async with ctx.session_factory() as session:
+            status = (await session.execute(sa.select(ImportOperation.status)
+                                            .where(ImportOperation.id == op_id))).scalar_one_or_none()
+        if status is None or status in FINISHED:
+            return
+
+
+STATUS_RECHECK = 0.25
+
+
 def operation_view(op: ImportOperation, errors: list[ImportRowError] | None = None) -> dict[str, Any]:
     done = op.status in ("succeeded", "failed")
     progress = 1.0 if done else (op.bytes_processed / op.bytes_received if op.bytes_received else 0.0)

@@ -38,8 +38,10 @@ async def create_import(project_id: str, request: Request, format: str | None = 
 @router.get("/imports/{op_id}", summary="Status, counts, progress and per-row errors of an import")
 async def get_import(op_id: str, request: Request, errors_limit: int = Query(100, ge=0, le=1000),
                      errors_after_row: int = Query(0, ge=0),
+                     wait: float = Query(0, ge=0, le=service.MAX_STATUS_WAIT,
+                                         description="seconds to wait for the import to end before answering "
+                                                     "(answers as soon as it ends; 0: at once)"),
                      principal: Principal = require("imports.view", roles="any", resource_params=("op_id",))
                      ) -> dict[str, Any]:
-    async with request.app.state.ctx.session_factory() as session:
-        return await service.operation_status(session, principal, op_id, errors_limit=errors_limit,
-                                              errors_after=errors_after_row)
+    return await service.watch_operation(request.app.state.ctx, principal, op_id, wait=wait,
+                                         errors_limit=errors_limit, errors_after=errors_after_row)

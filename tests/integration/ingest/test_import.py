@@ -337,3 +337,53 @@ async def test_concurrent_imports_of_the_same_file_create_each_task_once(ingest:
                        if (p := json.loads(e)["payload"])["project_id"] == pid)
 
     assert await wait_until(lambda: events()) == 120  # every task announced once, never a duplicate
+
+
+async def test_tasks_sharing_a_data_key_are_found_through_an_index(ingest: IngestEnv) -> None:
+    """Erasing one task looks up the tasks that share its key. They share their chunk's created_at, so the lookup
+    goes through the (project, created_at) index to the chunk's tasks: with sequential scans switched off, the
+    plan has none, and its index condition names created_at (a lookup by key alone scanned every task)."""
+    from services.api.erasure.service import siblings_query
+    from services.api.media.service import ProjectRef
+
+    pid = await ingest.create_project()
+    await ingest.run_import(pid, jsonl([{"text": f"task {i}"} for i in range(300)]))  # several 4 KiB blocks
+    async with ingest.ctx.session_factory() as session:
+        rows = (await session.execute(sa.select(Task.id, Task.key_id, Task.created_at)
+                                      .where(Task.project_id == uuid.UUID(pid)))).all()
+        by_key: dict[str, set] = {}
+        for row in rows:
+            by_key.setdefault(row.key_id, set()).add(row.created_at)
+        assert len(by_key) > 1 and all(len(stamps) == 1 for stamps in by_key.values())
+
+        project = ProjectRef(id=pid, org_id=str(ingest.org_id))
+        target = rows[0]
+        query = siblings_query(project, {target.key_id}, {target.created_at}, [target.id])
+        siblings = (await session.execute(query)).all()
+        assert {s.id for s in siblings} == {r.id for r in rows if r.key_id == target.key_id} - {target.id}
+        await session.execute(sa.text("SET LOCAL enable_seqscan = off"))
+        compiled = query.compile(dialect=session.bind.dialect, compile_kwargs={"literal_binds": True})
+        plan = "\n".join((await session.execute(sa.text(f"EXPLAIN {compiled}"))).scalars())
+    tasks_lines = [line for line in plan.splitlines() if " on tasks" in line]
+    assert tasks_lines and not any("Seq Scan" in line for line in tasks_lines), plan
+    # and the index narrows it to the chunk, not to the whole project
+    assert any("Index Cond" in line and "created_at" in line for line in plan.splitlines()), plan
+
+
+async def test_status_waits_for_the_end_of_the_import(ingest: IngestEnv) -> None:
+    pid = await ingest.create_project()
+    r = await ingest.start_import(pid, jsonl([{"text": f"row {i}"} for i in range(400)]))
+    assert r.status_code == 202, r.text
+    op_id = r.json()["id"]
+    headers = await ingest.manager()
+    r = await ingest.client.get(f"/api/v1/imports/{op_id}", params={"wait": 30}, headers=headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "succeeded" and body["counts"]["created"] == 400  # answered at the end, not before
+    # an ended import answers at once; the wait is bounded and must be a number of seconds
+    r = await ingest.client.get(f"/api/v1/imports/{op_id}", params={"wait": 30}, headers=headers)
+    assert r.status_code == 200 and r.json()["status"] == "succeeded"
+    for bad in ("31", "-1", "soon"):
+        r = await ingest.client.get(f"/api/v1/imports/{op_id}", params={"wait": bad}, headers=headers)
+        assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), r.text
+        assert "wait" in r.text

@@ -557,3 +557,42 @@ def test_task_ids_are_uuid7_with_the_time_first() -> None:
     ids = {task_uuid(os.urandom(16), ms) for _ in range(5000)}
     assert len(ids) == 5000
     assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+
+
+def test_a_block_of_whole_objects_is_parsed_in_one_call_and_read_as_element_by_element() -> None:
+    """The one-call parse (`_whole_block`) takes the common block and gives exactly what reading it element by
+    element gives; anything else (a cut inside a string, a non-object, an empty or over-long block, the last
+    block) is left to the element-by-element reading."""
+    from services.api.imports import blocks
+
+    def both(data: bytes, **kw: Any) -> tuple[list | None, list, int]:
+        block = Block(data, "json", **kw)
+        fast = blocks._whole_block(block, ChunkResult())
+        slow_result = ChunkResult()
+        slow = blocks._element_rows(block, slow_result) if fast is not None else []
+        return fast, slow, slow_result.count
+
+    common = b'{"data": {"text": "a}, {b"}}, \n{"text": "\\u00fc \xc3\xbc"}, {"x": [1, {"y": null}]},'
+    fast, slow, count = both(common)
+    assert fast is not None and len(fast) == 3 == count
+    # (the element-by-element reading passes elements it found with the exact scanner on as text)
+    assert fast == [(n, v if isinstance(v, dict) else orjson.loads(v)) for n, v in slow]
+    assert fast[0] == (1, {"data": {"text": "a}, {b"}})
+
+    for data, kw in [(b'{"text": "cut}, {', {}),  # a cut inside a string: the piece does not parse
+                     (b'{"a": 1}, [1], ', {}),  # not an object: the exact reading names it
+                     (b" , ", {}), (b"", {}),  # nothing to parse
+                     (b'{"a": 1}, {"b": 2}', {}),  # no comma at the end: not cut at a separator
+                     (b'{"a": 1},', {"last": True}),  # the last block has its own rules ("]", truncation)
+                     (b'{"a": "' + b"x" * MAX_ROW_BYTES + b'"},', {})]:  # longer than a row may be
+        assert blocks._whole_block(Block(data, "json", **kw), ChunkResult()) is None, data[:40]
+
+
+async def test_blocks_are_cut_within_the_row_limit_when_they_can_be() -> None:
+    """So that the workers can parse them in one call: a block goes past `block_bytes` only when no element
+    ends before it."""
+    rows = [{"text": "w" * random.Random(i).randint(10, 3000)} for i in range(3000)]
+    data = ("[" + ", ".join(json.dumps(r) for r in rows) + "]").encode()
+    block_bytes = 64 * 1024
+    sizes = [len(b.data) async for b in cut_blocks(_chunks(data, 256 * 1024), "json", block_bytes)]
+    assert len(sizes) > 10 and max(sizes[:-1]) <= block_bytes
