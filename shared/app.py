@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -110,6 +111,8 @@ def create_service_app(spec: ServiceSpec, settings: Settings, *, run_background:
         if run_background:
             await _connect(events_engine, 2)  # the event path's first events should not wait for connections
             _start_background(spec, ctx)
+        if settings.gc_freeze_at_startup:
+            freeze_startup_objects()
         try:
             yield
         finally:
@@ -139,6 +142,14 @@ def create_service_app(spec: ServiceSpec, settings: Settings, *, run_background:
     for router in spec.routers:
         app.include_router(router, prefix=prefix)
     return app
+
+
+def freeze_startup_objects() -> None:
+    """Collect once, then move every object alive to the collector's permanent generation. What a server
+    loads at startup (modules, routes, schemas, mappers) lives as long as the process, yet each full
+    collection walked all of it again: ~100 ms with the event loop stopped, in the middle of an import."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _connect(engine: AsyncEngine, n: int) -> None:

@@ -18,6 +18,7 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production", "test"] = "development"
     log_level: str = "INFO"
+    gc_freeze_at_startup: bool = True  # objects alive after startup leave the garbage collector's full passes
     data_dir: Path = Path(".data")
 
     # Infrastructure. Empty means "start an embedded one" for `quorum up`.

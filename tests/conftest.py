@@ -104,6 +104,7 @@ def make_settings(infra: dict[str, str], tmp: Path, **overrides) -> Settings:
         stream_prefix=f"qt-{SESSION}-{secrets.token_hex(4)}", data_dir=tmp, s3_endpoint=None, blob_dir=tmp / "blobs",
         migrate_on_start=False, consumer_block_ms=100, outbox_poll_interval=0.2,
         keyring_file=tmp / "keyring.json", import_workers_at_startup=False,
+        gc_freeze_at_startup=False,  # one test process builds many apps: each freeze would keep its garbage
     )
     values.update(overrides)
     return Settings(**values)
