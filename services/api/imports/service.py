@@ -696,7 +696,8 @@ async def _commit_chunk(ctx: Any, op: ImportOperation, project: Project, row_ctx
                 await pg.execute("COMMIT")
             except BaseException:
                 if not pg.is_closed() and pg.is_in_transaction():
-                    await pg.execute("ROLLBACK")  # raising here: the lane drops the connection
+                    with contextlib.suppress(Exception):  # one that cannot roll back is dropped with the error
+                        await pg.execute("ROLLBACK")
                 raise
     except BaseException:
         if done is not None and not done.done():
@@ -921,6 +922,7 @@ async def operation_status(session: AsyncSession, principal: Principal, op_id: A
 
 
 MAX_STATUS_WAIT = 30.0
+STATUS_RECHECK = 0.25  # how often a waiting status request looks at an import another replica runs
 FINISHED = ("succeeded", "failed")
 
 
@@ -954,9 +956,6 @@ async def _until_finished(ctx: Any, op_id: uuid.UUID, seconds: float) -> None:
                                             .where(ImportOperation.id == op_id))).scalar_one_or_none()
         if status is None or status in FINISHED:
             return
-
-
-STATUS_RECHECK = 0.25
 
 
 def operation_view(op: ImportOperation, errors: list[ImportRowError] | None = None) -> dict[str, Any]:
