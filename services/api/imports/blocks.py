@@ -170,15 +170,15 @@ def _last_separator(buf: bytes, start: int, end: int) -> re.Match[bytes] | None:
 
 # -- the workers: splitting and preparing --------------------------------------------------------------------
 
-def prepare_block(ctx: RowContext, block: Block) -> ChunkResult:
+def prepare_block(ctx: RowContext, block: Block, into: str | None = None) -> ChunkResult:
     """Worker entry point: the block's rows, prepared (pipeline.prepare_rows), with the block's row count,
     its unfinished tail or the error that ends the file. The block's data and the result's COPY rows cross
-    between the processes as handoffs (handoff.py)."""
+    between the processes as handoffs (handoff.py); the COPY rows in the file `into` if given."""
     block = replace(block, data=claim(block.data))
     result = ChunkResult()
     rows = json_rows(block, result) if block.fmt == "json" else jsonl_rows(block, result)
     prepare_rows(ctx, rows, parsed=True, result=result)
-    result.copy_rows = stash(result.copy_rows)
+    result.copy_rows = stash(result.copy_rows, into)
     return result
 
 

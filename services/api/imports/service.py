@@ -473,12 +473,22 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
     committing: collections.deque[tuple[asyncio.Task, frozenset[bytes]]] = collections.deque()
     previous: list[asyncio.Future | None] = [None]  # the last dispatched chunk's outcome (True: committed)
     connections = CommitConnections(ctx.engine, lanes)
+    files = handoff.HandoffFiles()
     notified = [-NOTIFY_INTERVAL]  # when a chunk last woke the outbox relay (loop time)
 
     def submit_block(block: Block) -> asyncio.Future:
-        sent = handoff.stash(block.data)
-        future = loop.run_in_executor(pool, prepare_block, row_ctx, replace(block, data=sent))
-        future.add_done_callback(lambda _: handoff.discard(sent))  # taken by the worker unless it never ran
+        into, out = files.take(), files.take()
+        sent = handoff.stash(block.data, into)
+        future = loop.run_in_executor(pool, prepare_block, row_ctx, replace(block, data=sent), out)
+
+        def prepared(future: asyncio.Future) -> None:
+            if future.cancelled():
+                return  # the worker may still be at them: `files.close` removes them at the end
+            files.give_back(into)  # read by the worker (or it failed)
+            if future.exception() is not None or getattr(future.result().copy_rows, "path", None) != out:
+                files.give_back(out)  # not used: the rows came back small, or not at all
+
+        future.add_done_callback(prepared)
         return future
 
     async def committer() -> None:
@@ -491,12 +501,14 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
             base, last_row = 0, job.last_row
             if job.block is not None:
                 if carry is not None:  # the block's start was not an element start: redo it from the carried one
-                    handoff.discard(result.copy_rows)
+                    files.release(result.copy_rows)
                     block = job.block
                     block = job.block = replace(block, data=carry + block.data)
                     carry = None
                     result = await submit_block(block)
-                result.copy_rows = handoff.claim(result.copy_rows)
+                rows_handoff = result.copy_rows
+                result.copy_rows = handoff.claim(rows_handoff)
+                files.release(rows_handoff)
                 base = rows_before
                 carry = take_tail(job.block, result)
                 if result.file_error is not None:
@@ -578,6 +590,7 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
                 await chunk_commit
         for job in unclaimed:  # prepared (or still being prepared) but never committed: drop their handoffs
             job.future.add_done_callback(_discard_result)
+        files.close()
         await connections.close()
     total = time.perf_counter() - began
     log.info("import processed", extra={"operation_id": str(op.id), "seconds": round(total, 3),

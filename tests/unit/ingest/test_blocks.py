@@ -508,6 +508,47 @@ def test_discard_removes_a_handoff_and_ignores_anything_else() -> None:
     handoff.discard(None)
 
 
+def test_an_imports_handoff_files_are_reused_and_removed_at_its_end() -> None:
+    before = _handoff_files(os.getpid())
+    files = handoff.HandoffFiles()
+    first, second = files.take(), files.take()
+    assert first != second and os.stat(first).st_mode & 0o777 == 0o600
+    big, smaller = os.urandom(handoff.SMALLEST + 999), os.urandom(handoff.SMALLEST + 10)
+    item = handoff.stash(big, first)
+    assert item == handoff.Handoff(first, len(big), kept=True)
+    assert handoff.claim(item) == big and os.path.exists(first)  # read, not removed: the owner reuses it
+    handoff.discard(item)
+    assert os.path.exists(first)  # only its owner removes it
+    files.release(item)
+    assert files.take() == first  # given back: taken again, not a new file
+    item = handoff.stash(smaller, first)  # shorter than what the file held: exactly the new bytes come back
+    assert handoff.claim(item) == smaller
+    assert handoff.stash(b"small", second) == b"small"  # small data stays inline
+    files.release(handoff.stash(big))  # a one-off handoff released through the set is removed
+    files.give_back(first)
+    files.give_back(first)  # twice: still handed out once
+    assert files.take() == first and files.take() not in (first,)
+    files.close()
+    assert _handoff_files(os.getpid()) == before
+    with pytest.raises(FileNotFoundError):
+        handoff.stash(big, first)  # after the import: its files are gone
+
+
+async def test_prepare_block_writes_its_rows_into_the_given_file() -> None:
+    files = handoff.HandoffFiles()
+    try:
+        rows = [{"text": f"row {i} " + "w" * 300} for i in range(400)]
+        data = (", ".join(json.dumps(r) for r in rows) + ",").encode()
+        into, out = files.take(), files.take()
+        result = prepare_block(_row_context(), Block(handoff.stash(data, into), "json"), out)
+        assert isinstance(result.copy_rows, handoff.Handoff) and result.copy_rows.path == out
+        copy_rows = handoff.claim(result.copy_rows)
+        assert len(result) == 400 and len(copy_rows) == result.copy_rows.size
+        assert os.path.exists(into) and os.path.exists(out)
+    finally:
+        files.close()
+
+
 def test_sweep_removes_the_files_of_dead_processes_only() -> None:
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                            text=True, check=True)
