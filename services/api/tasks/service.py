@@ -8,6 +8,7 @@ Data subjects: `task_pseudonyms` maps (project, pseudonym) → tasks mentioning 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +141,8 @@ async def list_tasks(session: AsyncSession, ctx: Any, keys: SqlDataKeyStore, pri
         try:
             created, _, last_id = cursor.partition("|")
             stmt = stmt.where(sa.tuple_(Task.created_at, Task.id) >
-                              sa.tuple_(sa.cast(created, sa.DateTime(timezone=True)), uuid.UUID(last_id)))
+                              sa.tuple_(sa.literal(datetime.fromisoformat(created), sa.DateTime(timezone=True)),
+                                        sa.literal(uuid.UUID(last_id), sa.Uuid)))
         except ValueError:
             raise NotFound("invalid cursor") from None
     if import_id:
