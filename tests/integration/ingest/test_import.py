@@ -387,3 +387,26 @@ async def test_status_waits_for_the_end_of_the_import(ingest: IngestEnv) -> None
         r = await ingest.client.get(f"/api/v1/imports/{op_id}", params={"wait": bad}, headers=headers)
         assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), r.text
         assert "wait" in r.text
+
+
+async def test_task_listing_pages_follow_their_cursor(ingest: IngestEnv) -> None:
+    pid = await ingest.create_project()
+    await ingest.run_import(pid, jsonl([{"text": f"page row {i}"} for i in range(5)]))
+    headers = await ingest.manager()
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        params: dict[str, Any] = {"limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        r = await ingest.client.get(f"/api/v1/projects/{pid}/tasks", params=params, headers=headers)
+        assert r.status_code == 200, r.text
+        seen += [item["id"] for item in r.json()["items"]]
+        cursor = r.json()["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) == 5
+    for bad in ("not-a-cursor", "2026-01-01T00:00:00+00:00|not-a-uuid", "yesterday|" + str(uuid.uuid4())):
+        r = await ingest.client.get(f"/api/v1/projects/{pid}/tasks", params={"cursor": bad}, headers=headers)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json"), r.text
+        assert "cursor" in r.json()["detail"]
