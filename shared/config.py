@@ -81,8 +81,6 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024
     import_workers: int = 0  # processes for redaction/encryption; 0 = one per CPU core
     import_workers_at_startup: bool = True  # start them with the server, not at the first import
-    import_while_receiving: bool = True  # JSON / JSON Lines of known length: imported while the body arrives
-    import_receive_buffer_bytes: int = 8 * 1024 * 1024  # of such a body, waiting for the import to take it
     import_chunk_rows: int = 1000  # CSV and non-UTF-8 files: rows per worker chunk and per committed transaction
     import_block_bytes: int = 1024 * 1024  # JSON and JSON Lines: bytes per worker block and committed transaction
     import_commit_connections: int = 2  # chunks of one import committing at once (their COPYs overlap)

@@ -18,7 +18,7 @@ class ImportOperation(Base):
     project_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
     org_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
     created_by: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
-    status: Mapped[str] = mapped_column(sa.String(20))  # receiving | queued | running | succeeded | failed
+    status: Mapped[str] = mapped_column(sa.String(20))  # queued | running | succeeded | failed
     format: Mapped[str] = mapped_column(sa.String(20))
     encoding: Mapped[str] = mapped_column(sa.String(20), default="utf-8")
     filename: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)

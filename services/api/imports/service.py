@@ -44,7 +44,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.api.imports.models import ImportOperation, ImportRowError
 from services.api.imports.blocks import Block, cut_blocks, file_message, prepare_block, take_tail
 from services.api.imports import handoff
-from services.api.imports.feed import UploadFeed, UploadInterrupted
 from services.api.imports.parsing import CHARSETS, FileError, csv_rows
 from services.api.imports.pipeline import (TASK_COPY_COLUMNS, ChunkResult, RowContext, RowError,
                                            prepare_chunk, rebase_rows, warm_up)
@@ -284,13 +283,6 @@ async def receive_import(ctx: Any, principal: Principal, project_id: Any, body: 
     counter = {"wire": 0, "stored": 0}
     stream = limited_body(body, cap=cap, gzip=gzip, max_ratio=settings.import_max_compression_ratio, fmt=fmt,
                           charset=charset, counter=counter)
-    # A JSON or JSON Lines body of known length is imported while it arrives (feed.py): its size cannot
-    # exceed the limit half-way (checked above), and it is not inflated (no ratio to refuse half-way).
-    if (settings.import_while_receiving and fmt in ("json", "jsonl") and not gzip and content_length
-            and content_length.isdigit()):
-        return await _receive_and_process(ctx, principal, project, stream, op_id=op_id, spool_key=spool_key,
-                                          fmt=fmt, charset=charset, filename=safe_name, key=key,
-                                          expected=int(content_length), counter=counter)
     await store.put(spool_key, stream, content_type="application/octet-stream", scope=f"import:{op_id}")
     try:
         async with ctx.session_factory() as session, session.begin():
@@ -316,61 +308,6 @@ async def receive_import(ctx: Any, principal: Principal, project_id: Any, body: 
     return operation, False
 
 
-async def _receive_and_process(ctx: Any, principal: Principal, project: Project, stream: AsyncIterator[bytes], *,
-                               op_id: uuid.UUID, spool_key: str, fmt: str, charset: str, filename: str | None,
-                               key: str | None, expected: int, counter: dict[str, int]
-                               ) -> tuple[ImportOperation, bool]:
-    """The operation is recorded (status `receiving`, its lease held here) once the body's first bytes have
-    passed the content checks, and processed while the rest arrives. 202 once the body is spooled; if the
-    upload fails, the operation fails with it (the chunks committed before are complete tasks)."""
-    settings = ctx.settings
-    head: list[bytes] = []
-    size = 0
-    async for chunk in stream:  # the content sniff (415) happens within the first 64 bytes: before any record
-        head.append(chunk)
-        size += len(chunk)
-        if size >= 64:
-            break
-    async with ctx.session_factory() as session, session.begin():
-        lease = sa.text(f"interval '{int(settings.import_lease_seconds)} seconds'")
-        stmt = (sa.dialects.postgresql.insert(ImportOperation).values(
-            id=op_id, project_id=project.id, org_id=project.org_id, created_by=principal.subject,
-            status="receiving", format=fmt, encoding=charset, filename=filename, idempotency_key=key,
-            spool_key=spool_key, bytes_received=expected, lease_owner=replica_id(ctx),
-            lease_until=sa.func.now() + lease, started_at=sa.func.now(), schema_version=None)
-            .on_conflict_do_nothing().returning(ImportOperation.id))
-        if (await session.execute(stmt)).scalar_one_or_none() is None:  # a concurrent request with the same key
-            existing = await find_by_idempotency_key(session, project.id, key or "")
-            if existing is None:
-                raise ImportFailed("the import could not be recorded; retry")
-            return existing, True
-    feed = UploadFeed(settings.import_receive_buffer_bytes)
-    processing = start_processing(ctx, op_id, feed=feed)
-    try:
-        await ctx.extras["blob_store"].put(spool_key, feed.tee(_chain(head, stream)),
-                                           content_type="application/octet-stream", scope=f"import:{op_id}")
-    except BaseException as exc:
-        feed.finish(exc)
-        with contextlib.suppress(BaseException):
-            await asyncio.shield(processing)  # stops where it was; the operation is marked failed
-        raise
-    feed.finish()
-    async with ctx.session_factory() as session, session.begin():
-        await session.execute(sa.update(ImportOperation).where(
-            ImportOperation.id == op_id, ImportOperation.status == "receiving").values(
-            status="running", bytes_received=counter["stored"]))
-        operation = (await session.execute(sa.select(ImportOperation).where(ImportOperation.id == op_id))
-                     ).scalar_one()
-    return operation, False
-
-
-async def _chain(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    for chunk in head:
-        yield chunk
-    async for chunk in rest:
-        yield chunk
-
-
 def _safe_filename(filename: str | None) -> str | None:
     if not filename:
         return None
@@ -388,9 +325,9 @@ def replica_id(ctx: Any) -> str:
     return rid
 
 
-def start_processing(ctx: Any, op_id: uuid.UUID, *, feed: UploadFeed | None = None) -> asyncio.Task:
+def start_processing(ctx: Any, op_id: uuid.UUID) -> asyncio.Task:
     jobs: set[asyncio.Task] = ctx.extras.setdefault("import_jobs", set())
-    task = asyncio.create_task(run_operation(ctx, op_id, feed=feed), name=f"import-{op_id}")
+    task = asyncio.create_task(run_operation(ctx, op_id), name=f"import-{op_id}")
     jobs.add(task)
     task.add_done_callback(jobs.discard)
     return task
@@ -413,16 +350,7 @@ async def claim(ctx: Any, op_id: uuid.UUID) -> ImportOperation | None:
 
 
 async def resume_abandoned(ctx: Any) -> list[uuid.UUID]:
-    """Start every queued operation nobody runs and every running one whose lease lapsed. One whose receiving
-    replica stopped before the body was spooled cannot be resumed: it fails (its spool, if any, is deleted)."""
-    async with ctx.session_factory() as session, session.begin():
-        lost = (await session.execute(sa.update(ImportOperation).where(
-            ImportOperation.status == "receiving", ImportOperation.lease_until < sa.func.now()).values(
-            status="failed", error=INTERRUPTED, finished_at=sa.func.now(), lease_until=None, idempotency_key=None)
-            .returning(ImportOperation.spool_key))).scalars().all()
-    for spool_key in lost:
-        with contextlib.suppress(Exception):
-            await ctx.extras["blob_store"].delete(spool_key)
+    """Start every queued operation nobody runs and every running one whose lease lapsed."""
     async with ctx.session_factory() as session:
         rows = (await session.execute(sa.select(ImportOperation.id).where(
             sa.or_(sa.and_(ImportOperation.status == "queued",
@@ -459,35 +387,25 @@ class _Spool:
     def __init__(self, store: Any, key: str) -> None:
         self.store, self.key, self.read = store, key, 0
 
-    async def chunks(self, feed: UploadFeed | None = None) -> AsyncIterator[bytes]:
-        """The file; while it is still being received, as it arrives (`feed`)."""
-        source = self.store.open_range(self.key) if feed is None else \
-            feed.chunks(lambda start: self.store.open_range(self.key, start))
-        async for chunk in source:
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self.store.open_range(self.key):
             self.read += len(chunk)
             yield chunk
 
 
-async def run_operation(ctx: Any, op_id: uuid.UUID, *, feed: UploadFeed | None = None) -> None:
-    """`feed`: the operation is being received here (its lease already taken at its recording)."""
-    if feed is None:
-        op = await claim(ctx, op_id)
-    else:
-        async with ctx.session_factory() as session:
-            op = (await session.execute(sa.select(ImportOperation).where(ImportOperation.id == op_id))).scalar_one()
+async def run_operation(ctx: Any, op_id: uuid.UUID) -> None:
+    op = await claim(ctx, op_id)
     if op is None:
         return
     heartbeat = asyncio.create_task(_heartbeat(ctx, op_id))
     try:
-        await _process(ctx, op, feed)
+        await _process(ctx, op)
     except asyncio.CancelledError:
         raise  # shutdown: the lease lapses and a replica resumes from the checkpoint
-    except UploadInterrupted:
-        await _finish(ctx, op, "failed", feed=feed, error=INTERRUPTED, release_key=True)
     except Exception as exc:
         log.exception("import failed", extra={"operation_id": str(op_id)})
-        await _finish(ctx, op, "failed", feed=feed, error=f"internal error ({type(exc).__name__}); rows committed "
-                                                          "so far are complete tasks")
+        await _finish(ctx, op, "failed", error=f"internal error ({type(exc).__name__}); rows committed so far "
+                                               "are complete tasks")
     finally:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -501,7 +419,7 @@ async def _heartbeat(ctx: Any, op_id: uuid.UUID) -> None:
         async with ctx.session_factory() as session, session.begin():
             await session.execute(sa.update(ImportOperation).where(
                 ImportOperation.id == op_id, ImportOperation.lease_owner == replica_id(ctx),
-                ImportOperation.status.in_(("receiving", "running"))).values(
+                ImportOperation.status == "running").values(
                 lease_until=sa.func.now() + sa.text(f"interval '{int(lease)} seconds'")))
 
 
@@ -523,7 +441,7 @@ async def _row_context(ctx: Any, op: ImportOperation, fmt: str) -> tuple[RowCont
                       tasks_per_key=ctx.settings.import_tasks_per_data_key, import_id=str(op.id)), project
 
 
-async def _process(ctx: Any, op: ImportOperation, feed: UploadFeed | None = None) -> None:
+async def _process(ctx: Any, op: ImportOperation) -> None:
     row_ctx, project = await _row_context(ctx, op, op.format)
     if op.schema_version is None:
         async with ctx.session_factory() as session, session.begin():
@@ -535,7 +453,7 @@ async def _process(ctx: Any, op: ImportOperation, feed: UploadFeed | None = None
     chunk_rows = max(1, settings.import_chunk_rows)
     max_inflight = settings.import_max_inflight_chunks or worker_count(settings) + 1
     spool = _Spool(ctx.extras["blob_store"], op.spool_key)
-    chunks: AsyncIterator[bytes] = spool.chunks(feed)
+    chunks: AsyncIterator[bytes] = spool.chunks()
     in_blocks = op.format in ("json", "jsonl")
     resume_after = op.rows_committed
     state = {"stored_errors": await _stored_errors(ctx, op.id)}
@@ -680,7 +598,7 @@ async def _process(ctx: Any, op: ImportOperation, feed: UploadFeed | None = None
                                         "server_cpu_seconds": round(time.process_time() - cpu_began, 3),
                                         "waiting_for_workers": round(timings["workers"], 3),
                                         "committing": round(timings["commit"], 3)})
-    await _finish(ctx, op, "failed" if file_error else "succeeded", feed=feed,
+    await _finish(ctx, op, "failed" if file_error else "succeeded",
                   error=f"row {file_error[0]}: {file_error[1]}" if file_error else None)
 
 
@@ -845,8 +763,6 @@ class CommitConnections:
         self._open.clear()
 
 
-INTERRUPTED = ("the upload ended before the file did; the rows committed before are complete tasks: send the "
-               "file again to import the rest (rows already imported are recognised and skipped)")
 IMPORT_LOCK_TIMEOUT = "5s"
 # A chunk's commit wakes the outbox relay only if none did this recently: each wake-up is a relay transaction
 # in this process (one per chunk was ~2 µs of CPU per imported task); `_finish` wakes it for the rest.
@@ -984,21 +900,15 @@ def _chunk_predictions(result: ChunkResult, keep: list[int] | None) -> list[dict
             if inserted is None or i in inserted]
 
 
-async def _finish(ctx: Any, op: ImportOperation, status: str, *, error: str | None = None,
-                  feed: UploadFeed | None = None, release_key: bool = False) -> None:
-    """`release_key`: the upload broke off, so its Idempotency-Key may name the next attempt (which skips the
-    rows this one imported)."""
+async def _finish(ctx: Any, op: ImportOperation, status: str, *, error: str | None = None) -> None:
     # The raw upload holds unredacted data: delete it (which shreds its key) before reporting the end, so a
-    # finished operation never leaves it behind; one still being received, once it is spooled.
-    if feed is not None:
-        await feed.settled()
+    # finished operation never leaves it behind.
     with contextlib.suppress(Exception):
         await ctx.extras["blob_store"].delete(op.spool_key)
     async with ctx.session_factory() as session, session.begin():
         await session.execute(sa.update(ImportOperation).where(ImportOperation.id == op.id).values(
             status=status, error=error, finished_at=sa.func.now(), lease_until=None,
-            bytes_processed=ImportOperation.bytes_received,
-            **({"idempotency_key": None} if release_key else {})))
+            bytes_processed=ImportOperation.bytes_received))
         await session.execute(sa.select(sa.func.pg_notify(notify_channel(ctx.outbox), "")))
 
 

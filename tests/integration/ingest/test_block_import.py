@@ -230,21 +230,16 @@ async def test_no_handoff_file_outlives_an_import(ingest: IngestEnv) -> None:
 
 
 async def test_many_blocks_in_flight_keep_their_own_handoff_files(ingest: IngestEnv) -> None:
-    """Hundreds of 4 KiB blocks: the workers run ahead of the committer, so results are often ready before the
-    committer asks for them. Each handoff file is reused only once the side reading it is done with it: every
-    row arrives once, with its own text, in the spooled path and while receiving."""
+    """Blocks of 128 KiB (above handoff.SMALLEST, so they and their COPY rows cross in files), dozens in a row:
+    the workers run ahead of the committer, and each reused handoff file is handed out again only once the
+    side reading it is done with it. Every row arrives once, with its own text."""
     rows = [{"text": f"row {i} " + "abcdefghij" * (i % 50 + 100)} for i in range(2500)]  # ~3.4 MB
     settings = ingest.ctx.settings
-    for receiving in (False, True):
-        # blocks (and their COPY rows) of 128 KiB: above handoff.SMALLEST, so they cross in files
-        settings.import_while_receiving, settings.import_block_bytes = receiving, 128 * 1024
-        settings.max_upload_bytes, cap = 8 * 1024 * 1024, settings.max_upload_bytes
-        try:
-            pid = await ingest.create_project()
-            op = await ingest.run_import(pid, json_array(rows), "application/json")
-        finally:
-            settings.import_while_receiving, settings.import_block_bytes = True, 4096
-            settings.max_upload_bytes = cap
-        assert op["status"] == "succeeded" and op["counts"]["created"] == 2500, op
-        texts = await _texts_by_row(ingest, pid)
-        assert texts == {i + 1: r["text"] for i, r in enumerate(rows)}
+    settings.import_block_bytes, settings.max_upload_bytes, cap = 128 * 1024, 8 * 1024 * 1024, settings.max_upload_bytes
+    try:
+        pid = await ingest.create_project()
+        op = await ingest.run_import(pid, json_array(rows), "application/json")
+    finally:
+        settings.import_block_bytes, settings.max_upload_bytes = 4096, cap
+    assert op["status"] == "succeeded" and op["counts"]["created"] == 2500, op
+    assert await _texts_by_row(ingest, pid) == {i + 1: r["text"] for i, r in enumerate(rows)}
