@@ -75,7 +75,7 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
 
 
 def claim(item: Handoff | bytes | bytearray | memoryview) -> bytearray:
-    """The bytes of a handoff (which is then gone), as a bytearray."""
+    """The bytes of a handoff, as a bytearray. Its file is then removed, unless its owner reuses it."""
     if not isinstance(item, Handoff):
         return bytearray(item)
     out = bytearray(item.size)
