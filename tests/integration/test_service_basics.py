@@ -90,3 +90,6 @@ async def test_malformed_body_is_problem_json_naming_the_field(settings) -> None
         body = wrong_type.json()
         assert body["errors"][0]["pointer"] == "/body/message"
         assert "Traceback" not in wrong_type.text
+        # the services that record pings store the message in PostgreSQL, which cannot hold NUL
+        nul = await client.post("/api/v1/system/pings", json={"message": "hi\x00"}, headers=auth)
+        assert nul.status_code == 422 and nul.json()["errors"][0]["pointer"] == "/body/message", nul.text

@@ -13,11 +13,12 @@ from services.api.media.policy import can_erase
 from services.api.media.service import authorize_project
 from shared.app import ServiceContext, get_context
 from shared.auth import Principal, Role, require
+from shared.validation import NulFreeModel
 
 router = APIRouter(tags=["erasure"])
 
 
-class ErasureIn(BaseModel):
+class ErasureIn(NulFreeModel):
     """Exactly one target: a task, a dataset (import batch), or a data subject (pseudonym, or the value
     and entity type the project's key turns into the pseudonym)."""
 

@@ -8,9 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shared.validation import NulFreeModel
 
 
-class Strict(BaseModel):
+class Strict(NulFreeModel):
     model_config = ConfigDict(extra="forbid")
 
 

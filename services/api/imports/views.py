@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from services.api.imports import service
 from shared.auth.dependencies import require
 from shared.auth.principal import Principal, Role
+from shared.validation import PG_BIGINT_MAX
 
 router = APIRouter(tags=["imports"])
 MANAGERS = {Role.ORG_ADMIN, Role.PROJECT_MANAGER}
@@ -37,7 +38,7 @@ async def create_import(project_id: str, request: Request, format: str | None = 
 
 @router.get("/imports/{op_id}", summary="Status, counts, progress and per-row errors of an import")
 async def get_import(op_id: str, request: Request, errors_limit: int = Query(100, ge=0, le=1000),
-                     errors_after_row: int = Query(0, ge=0),
+                     errors_after_row: int = Query(0, ge=0, le=PG_BIGINT_MAX),
                      wait: float = Query(0, ge=0, le=service.MAX_STATUS_WAIT,
                                          description="seconds to wait for the import to end before answering "
                                                      "(answers as soon as it ends; 0: at once)"),

@@ -11,12 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from shared.events.catalog import ConsensusMethod
 from shared.pii import Action, EntityType
+from shared.validation import NulFreeModel
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$"
 _NAME_RE = re.compile(NAME)
 
 
-class Strict(BaseModel):
+class Strict(NulFreeModel):
     model_config = ConfigDict(extra="forbid")
 
 

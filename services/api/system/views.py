@@ -9,11 +9,12 @@ from services.api.events import publish_event
 from shared.auth.dependencies import require
 from shared.auth.principal import Role
 from shared.events.catalog import SystemPing
+from shared.validation import NulFreeModel
 
 router = APIRouter(prefix="/system", tags=["system"])
 
 
-class PingRequest(BaseModel):
+class PingRequest(NulFreeModel):
     message: str = Field(default="ping", max_length=200)
 
 

@@ -11,6 +11,7 @@ from services.api.tasks import service
 from shared.auth.dependencies import require
 from shared.auth.principal import Principal, Role
 from shared.observability import current_request_id
+from shared.validation import PG_INTEGER_MAX, NulFreeStr
 
 router = APIRouter(tags=["tasks"])
 PROJECT_ROLES = {Role.PROJECT_MANAGER, Role.REVIEWER, Role.ANNOTATOR}
@@ -46,8 +47,8 @@ async def get_task_original(task_id: str, request: Request,
             summary="Tasks of a project, filtered; with include_data=true the redacted data too (audited)")
 async def list_tasks(project_id: str, request: Request, limit: int = Query(50, ge=1, le=500),
                      cursor: str | None = None, import_id: str | None = None, has_pii: bool | None = None,
-                     schema_version: int | None = Query(None, ge=1),
-                     pseudonym: str | None = Query(None, max_length=100), include_data: bool = False,
+                     schema_version: int | None = Query(None, ge=1, le=PG_INTEGER_MAX),
+                     pseudonym: NulFreeStr | None = Query(None, max_length=100), include_data: bool = False,
                      principal: Principal = require("tasks.list", roles="any", workers=True, scopes={"tasks:read"},
                                                     project_param="project_id", project_roles=PROJECT_ROLES)
                      ) -> dict[str, Any]:

@@ -242,3 +242,29 @@ async def test_cli_signing_keys_rotate_list_retire(settings) -> None:  # noqa: A
     async with stack(fast) as s:
         published = {k["kid"] for k in (await s.api.get("/api/v1/auth/jwks")).json()["keys"]}
         assert second["kid"] in published and first["kid"] not in published
+
+
+async def test_text_with_nul_is_a_422_naming_the_field(settings) -> None:  # noqa: ANN001
+    """PostgreSQL cannot store NUL (U+0000); these reached the database and answered 500 (found by
+    tests/security/test_api_fuzz.py)."""
+    async with stack(fast_settings(settings)) as s:
+        org, _ = await make_org(s.identity)
+        admin = await login(s.api, await make_user(s.identity, org, ["org_admin"]))
+        user = await make_user(s.identity, org, [])
+        cases = [
+            ("POST", "/api/v1/auth/login", {"email": "a\x00@example.test", "password": PASSWORD}, "/body/email"),
+            ("PATCH", "/api/v1/orgs/current", {"name": "Acme\x00"}, "/body/name"),
+            ("POST", "/api/v1/users", {"email": "new\x00@example.test"}, "/body/email"),
+            ("POST", "/api/v1/users", {"email": "new@example.test", "name": "New\x00"}, "/body/name"),
+            ("PATCH", f"/api/v1/users/{user.id}", {"name": "Renamed\x00"}, "/body/name"),
+            ("POST", "/api/v1/grants", {"vendor": "v\x00", "project_ids": [str(uuid.uuid4())],
+                                        "scopes": ["tasks:lease"]}, "/body/vendor"),
+        ]
+        for method, path, body, pointer in cases:
+            r = await s.api.request(method, path, json=body, headers=bearer(admin.access_token))
+            assert r.status_code == 422, (method, path, r.text)
+            assert r.headers["content-type"] == "application/problem+json"
+            assert [e["pointer"] for e in r.json()["errors"]] == [pointer], r.text
+            assert "NUL (U+0000)" in r.json()["errors"][0]["detail"]
+        org_now = await s.api.get("/api/v1/orgs/current", headers=bearer(admin.access_token))
+        assert "\x00" not in org_now.json()["name"]

@@ -410,3 +410,22 @@ async def test_task_listing_pages_follow_their_cursor(ingest: IngestEnv) -> None
         r = await ingest.client.get(f"/api/v1/projects/{pid}/tasks", params={"cursor": bad}, headers=headers)
         assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json"), r.text
         assert "cursor" in r.json()["detail"]
+
+
+async def test_filters_the_database_cannot_hold_are_a_422_naming_them(ingest: IngestEnv) -> None:
+    """A NUL (U+0000) PostgreSQL cannot store, integers beyond the column's type: they reached the database and
+    answered 500 (found by tests/security/test_api_fuzz.py)."""
+    pid = await ingest.create_project()
+    op = await ingest.run_import(pid, b'{"text": "one"}\n{"txt": "a row error"}\n')
+    headers = await ingest.manager()
+    for path, params, pointer in [
+        (f"/api/v1/projects/{pid}/tasks", {"pseudonym": "[PERSON_\x00]"}, "/query/pseudonym"),
+        (f"/api/v1/projects/{pid}/tasks", {"schema_version": 2**31}, "/query/schema_version"),
+        (f"/api/v1/imports/{op['id']}", {"errors_after_row": 2**63}, "/query/errors_after_row"),
+    ]:
+        r = await ingest.client.get(path, params=params, headers=headers)
+        assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), r.text
+        assert [e["pointer"] for e in r.json()["errors"]] == [pointer], r.text
+    r = await ingest.client.get(f"/api/v1/projects/{pid}/tasks", params={"schema_version": 2**31 - 1},
+                                headers=headers)
+    assert r.status_code == 200 and r.json()["items"] == []

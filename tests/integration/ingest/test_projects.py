@@ -150,3 +150,23 @@ async def test_unknown_consensus_method_is_a_clear_422(ingest: IngestEnv) -> Non
     r = await ingest.client.post("/api/v1/projects", json=body, headers=await ingest.manager())
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
     assert "consensus" in r.text and "method" in r.text
+
+
+async def test_text_with_nul_is_a_422_naming_the_field(ingest: IngestEnv) -> None:
+    """PostgreSQL stores no NUL (U+0000) in text or jsonb; these answered 500 (found by
+    tests/security/test_api_fuzz.py)."""
+    headers = await ingest.manager()
+    described = copy.deepcopy(TEXT_SCHEMA)
+    described["controls"][0]["description"] = "pick one\x00"
+    for body, pointer in [
+        ({"name": "p\x00", "label_schema": TEXT_SCHEMA}, "/body/name"),
+        ({"name": "p", "instructions": "read me\x00", "label_schema": TEXT_SCHEMA}, "/body/instructions"),
+        ({"name": "p", "label_schema": described}, "/body/label_schema/controls/0/single_choice/description"),
+    ]:
+        r = await ingest.client.post("/api/v1/projects", json=body, headers=headers)
+        assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), r.text
+        assert [e["pointer"] for e in r.json()["errors"]] == [pointer] and "NUL" in r.text, r.text
+    pid = await ingest.create_project(description="kept")
+    r = await ingest.client.patch(f"/api/v1/projects/{pid}", json={"description": "\x00"}, headers=headers)
+    assert r.status_code == 422 and [e["pointer"] for e in r.json()["errors"]] == ["/body/description"], r.text
+    assert (await ingest.client.get(f"/api/v1/projects/{pid}", headers=headers)).json()["description"] == "kept"

@@ -215,3 +215,10 @@ async def test_media_whose_key_was_shredded_answers_410(env) -> None:  # noqa: A
     await data_key_store(env.ctx).destroy(key_id)  # e.g. a scope shredded by another erasure path
     response = await env.client.get(created.json()["url"], headers=await env.manager())
     assert response.status_code == 410 and "erased" in response.json()["detail"]
+
+
+async def test_erasure_by_a_pseudonym_with_nul_is_a_422(env) -> None:  # noqa: ANN001
+    """It reached PostgreSQL, which stores no NUL, and answered 500 (found by tests/security/test_api_fuzz.py)."""
+    response = await _erase(env, {"pseudonym": SUBJECT + "\x00"})
+    assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+    assert [e["pointer"] for e in response.json()["errors"]] == ["/body/pseudonym"] and "NUL" in response.text
