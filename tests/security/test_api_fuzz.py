@@ -27,6 +27,7 @@ import requests
 import schemathesis
 from anyio.from_thread import start_blocking_portal
 from hypothesis import settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
@@ -40,6 +41,12 @@ from tests.support.identity import FAST, PASSWORD, TEXT_SCHEMA, make_org, make_u
 from tests.support.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 
 OPENAPI = "/api/v1/openapi.json"
+
+# Bulk-import bodies in JSON Lines (schemathesis has no serializer for it): rows of small objects, or any bytes.
+JSON_LINES = st.lists(st.dictionaries(st.text(max_size=10), st.one_of(st.text(max_size=30), st.integers(), st.none()),
+                                      max_size=3), max_size=5).map(
+    lambda rows: "".join(json.dumps(row) + "\n" for row in rows).encode())
+schemathesis.openapi.media_type("application/x-ndjson", st.one_of(JSON_LINES, st.binary(max_size=200)))
 MAX_EXAMPLES = 15  # fuzzing phase, per operation and caller; the coverage phase adds its own fixed cases
 
 # Operations are collected before any database is up, so from the document the app would serve (the fixture

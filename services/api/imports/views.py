@@ -16,9 +16,18 @@ router = APIRouter(tags=["imports"])
 MANAGERS = {Role.ORG_ADMIN, Role.PROJECT_MANAGER}
 
 
+_FILE = {"type": "string", "format": "binary"}
+IMPORT_BODY = {"required": True, "description": "The file itself as the raw body (not multipart), streamed; "
+                                                "`Content-Encoding: gzip` is accepted",
+               "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}},
+                                                 "example": [{"data": {"text": "Call me at 555-0100"}}]},
+                           "application/x-ndjson": {"schema": _FILE}, "text/csv": {"schema": _FILE}}}
+
+
 @router.post("/projects/{project_id}/imports", status_code=202,
              summary="Bulk-import tasks (JSON array / Label Studio tasks, JSON Lines, CSV; optionally gzip)",
-             responses={202: {"description": "operation queued; poll Location"}, 413: {}, 415: {}})
+             responses={202: {"description": "operation queued; poll Location"}, 413: {}, 415: {}},
+             openapi_extra={"requestBody": IMPORT_BODY})
 async def create_import(project_id: str, request: Request, format: str | None = Query(None),
                         filename: str | None = Query(None, max_length=1000),
                         idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
