@@ -15,6 +15,7 @@ cost of re-encrypting at most `tasks_per_key - 1` small payloads per erased task
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import struct
@@ -117,7 +118,6 @@ class ChunkResult:
     rows: list[int] = field(default_factory=list)  # row number of each task (in a block: from its start)
     task_ids: list[str] = field(default_factory=list)
     content_hashes: list[bytes] = field(default_factory=list)
-    distinct_hashes: bool = True  # no two tasks of the chunk have the same content (its COPY can be optimistic)
     copy_rows: bytearray = field(default_factory=bytearray)  # (a handoff.Handoff while between processes)
     row_offsets: list[int] = field(default_factory=list)  # where each task's row starts in copy_rows
     keys: list[tuple[str, int, bytes]] = field(default_factory=list)  # group data keys: id, KEK version, wrapped
@@ -209,8 +209,6 @@ def warm_up(server_pid: int | None = None) -> None:
 
     Redactor(name_recognizer=_name_recognizer()).redact("warm up John Smith john@example.com")
     # The PII engine's tables live as long as the worker: keep them out of the collector's full passes.
-    import gc
-
     gc.collect()
     gc.freeze()
 
@@ -303,7 +301,6 @@ def prepare_rows(ctx: RowContext, rows: list[tuple[int, Any]], *, parsed: bool,
         if not added:
             result.errors.extend(errors[:MAX_ERRORS_PER_ROW])
             result.invalid_rows += 1
-    result.distinct_hashes = len(set(result.content_hashes)) == len(result.content_hashes)
     return result
 
 

@@ -12,8 +12,8 @@ handoffs (handoff.py). Other charsets are transcoded to UTF-8 on the way. CSV is
 (parsing.py) and prepared the same way. Each chunk is one transaction: COPY of its tasks (duplicates found by
 the unique content-hash index), then one statement for its data keys, pseudonyms, row errors, its
 `tasks.imported` event (and one `predictions.imported` when its tasks came with single_choice predictions)
-and the checkpoint (`rows_committed`). The stages overlap: the workers prepare the next blocks while chunks commit, two at a time
-on their own connections, their checkpoints in file order. If the replica dies, its lease lapses and any
+and the checkpoint (`rows_committed`). The stages overlap: the workers prepare the next blocks while chunks
+commit, two at a time on connections the import holds, their checkpoints in file order. If the replica dies, its lease lapses and any
 replica's resumer claims the operation and continues after the checkpoint; content hashes make a replayed row
 a duplicate, never a second task.
 """
@@ -536,7 +536,8 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
                 notified[0] = loop.time()
             committing.append((asyncio.create_task(_commit_chunk(
                 ctx, op, project, row_ctx, result, base, last_row, job.bytes_read, state, resume_after,
-                connections=connections, earlier=earlier, done=done, notify=notify)), hashes))
+                connections=connections, earlier=earlier, done=done, notify=notify,
+                distinct=len(hashes) == len(result.content_hashes))), hashes))
             timings["commit"] += time.perf_counter() - t1
             if block_error is not None:
                 break
@@ -676,7 +677,7 @@ RETURNING (SELECT pg_notify($24, '') WHERE $24::text IS NOT NULL)"""
 async def _commit_chunk(ctx: Any, op: ImportOperation, project: Project, row_ctx: RowContext, result: ChunkResult,
                         base: int, last_row: int, bytes_read: int, state: dict[str, int], resume_after: int, *,
                         connections: CommitConnections, earlier: asyncio.Future | None = None,
-                        done: asyncio.Future | None = None, notify: bool = True) -> None:
+                        done: asyncio.Future | None = None, notify: bool = True, distinct: bool = False) -> None:
     """One transaction: whole tasks (key, ciphertext, pseudonyms, event) or nothing; checkpoint advances.
     Row numbers are `base` + the result's; rows up to `resume_after` were committed before a resume.
     `earlier`: the previous chunk's outcome, awaited before this one records its checkpoint and commits (so
@@ -701,7 +702,7 @@ async def _commit_chunk(ctx: Any, op: ImportOperation, project: Project, row_ctx
                 # entries; one of them backs off and retries rather than both waiting forever.
                 await pg.execute("BEGIN; SET LOCAL synchronous_commit = off; "
                                  f"SET LOCAL lock_timeout = '{IMPORT_LOCK_TIMEOUT}'; SAVEPOINT tasks")
-                keep, duplicates = await _insert_tasks(pg, project, result, keep)
+                keep, duplicates = await _insert_tasks(pg, project, result, keep, distinct)
                 args = _chunk_record_args(ctx, op, project, row_ctx, result, keep, errors, state, last_row,
                                           duplicates, invalid_rows, bytes_read, notify)
                 if earlier is not None and not await earlier:
@@ -770,14 +771,14 @@ NOTIFY_INTERVAL = 0.1
 DUPLICATE_RETRIES = 5
 
 
-async def _insert_tasks(pg: Any, project: Project, result: ChunkResult, keep: list[int] | None
+async def _insert_tasks(pg: Any, project: Project, result: ChunkResult, keep: list[int] | None, distinct: bool
                         ) -> tuple[list[int] | None, int]:
     """COPY the chunk's tasks (all, or those at `keep`) but those already in the project or earlier in the
     chunk. Returns (the indexes inserted, or None for all; the number of duplicates)."""
     candidates = range(len(result)) if keep is None else keep
     if not candidates:
         return [], 0
-    optimistic = result.distinct_hashes
+    optimistic = distinct  # no two tasks of the chunk alike: COPY them all, the unique index finds the rest
     for _attempt in range(DUPLICATE_RETRIES):
         try:
             if optimistic:
