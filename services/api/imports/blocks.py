@@ -259,11 +259,17 @@ def _whole_block(block: Block, result: ChunkResult) -> list[tuple[int, Any]] | N
     data = block.data
     if block.last or len(data) > MAX_ROW_BYTES:
         return None
-    body = data.rstrip(_WHITESPACE)
-    if not body.endswith(b","):
+    end = len(data)
+    while end and data[end - 1] in _WHITESPACE:
+        end -= 1
+    if not end or data[end - 1] != ord(","):
         return None
+    text = bytearray(b"[")  # one copy of the block (not a strip, a slice and a join)
+    with memoryview(data) as view:
+        text += view[:end - 1]
+    text += b"]"
     try:
-        values = orjson.loads(b"[" + body[:-1] + b"]")
+        values = orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
     if not values:
