@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     import_workers_at_startup: bool = True  # start them with the server, not at the first import
     import_chunk_rows: int = 1000  # CSV and non-UTF-8 files: rows per worker chunk and per committed transaction
     import_block_bytes: int = 1024 * 1024  # JSON and JSON Lines: bytes per worker block and committed transaction
+    import_block_rows: int = 4000  # ... and about this many rows at most, estimated (files of small rows: memory)
     import_commit_connections: int = 2  # chunks of one import committing at once (their COPYs overlap)
     import_tasks_per_data_key: int = 64  # imported tasks sharing one data key (erasing one re-keys the others)
     import_max_inflight_chunks: int = 0  # 0 = workers + 1 (each worker busy, one chunk committing)

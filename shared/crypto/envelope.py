@@ -202,15 +202,28 @@ async def encrypt_stream(chunks: AsyncIterable[bytes], *, key_id: str, data_key:
     header = EnvelopeHeader(key_id, segment_size)
     cipher = SegmentCipher(header, data_key)
     yield header.encode()
+    # Segments are encrypted from views of the input chunks; only a segment that spans two chunks is copied
+    # (into `buf`), so a large upload is not copied and shifted through one buffer segment by segment.
     buf = bytearray()
     index = 0
     async for chunk in chunks:
-        buf += chunk
-        while len(buf) > segment_size:
-            segment = bytes(buf[:segment_size])
-            del buf[:segment_size]
-            yield cipher.encrypt_segment(index, segment, final=False)
+        view = memoryview(chunk)
+        if buf:
+            need = segment_size - len(buf)
+            if len(view) <= need:
+                buf += view
+                continue
+            buf += view[:need]
+            view = view[need:]
+            yield cipher.encrypt_segment(index, buf, final=False)
             index += 1
+            buf = bytearray()
+        at = 0
+        while len(view) - at > segment_size:
+            yield cipher.encrypt_segment(index, view[at:at + segment_size], final=False)
+            index += 1
+            at += segment_size
+        buf += view[at:]
     yield cipher.encrypt_segment(index, bytes(buf), final=True)
 
 
@@ -231,12 +244,25 @@ async def decrypt_stream(chunks: AsyncIterable[bytes], key_for: KeyLookup) -> As
     full = header.segment_ciphertext_size
     index = 0
     async for chunk in _resume(iterator):  # starts with b"": segments already buffered are handled first
-        buf += chunk
-        while len(buf) > full:
-            segment = bytes(buf[:full])
-            del buf[:full]
-            yield cipher.decrypt_segment(index, segment, final=False)
+        if len(buf) > full or not buf:  # (as in encrypt_stream: whole segments decrypted from views of the chunk)
+            view, buf = memoryview(bytes(buf) + chunk if buf else chunk), bytearray()
+        else:
+            need = full - len(buf)
+            if len(chunk) <= need:
+                buf += chunk
+                continue
+            view = memoryview(chunk)
+            buf += view[:need]
+            view = view[need:]
+            yield cipher.decrypt_segment(index, buf, final=False)
             index += 1
+            buf = bytearray()
+        at = 0
+        while len(view) - at > full:
+            yield cipher.decrypt_segment(index, view[at:at + full], final=False)
+            index += 1
+            at += full
+        buf += view[at:]
     if len(buf) < TAG_BYTES or (len(buf) == TAG_BYTES and index > 0):
         raise DecryptionError("encrypted object is truncated (final segment missing or cut)")
     yield cipher.decrypt_segment(index, bytes(buf), final=True)

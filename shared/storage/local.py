@@ -46,16 +46,18 @@ class LocalBlobStore:
         handle = await asyncio.to_thread(_open_exclusive, tmp_path)
         written = 0
         try:
-            batch = bytearray()
+            batch: list[bytes] = []  # written with one writev per WRITE_BATCH, not joined first
+            size = 0
             async for chunk in chunks:
-                batch += chunk
-                if len(batch) >= WRITE_BATCH:
-                    await asyncio.to_thread(handle.write, bytes(batch))
-                    written += len(batch)
-                    batch.clear()
+                batch.append(chunk)
+                size += len(chunk)
+                if size >= WRITE_BATCH:
+                    await asyncio.to_thread(_write_all, handle.fileno(), batch)
+                    written += size
+                    batch, size = [], 0
             if batch:
-                await asyncio.to_thread(handle.write, bytes(batch))
-                written += len(batch)
+                await asyncio.to_thread(_write_all, handle.fileno(), batch)
+                written += size
             await asyncio.to_thread(self._commit, handle, tmp_path, target, key)
         except BaseException:
             await asyncio.to_thread(_discard, handle, tmp_path)
@@ -175,6 +177,20 @@ class LocalBlobStore:
 
     async def aclose(self) -> None:
         return None
+
+
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    parts = [p for p in parts if len(p)]
+    while parts:
+        done = os.writev(fd, parts[:IOV_MAX])
+        while parts and done >= len(parts[0]):
+            done -= len(parts[0])
+            parts.pop(0)
+        if done:  # a short write inside a part
+            parts[0] = memoryview(parts[0])[done:]
+
+
+IOV_MAX = 512
 
 
 def _open_exclusive(path: Path):

@@ -88,6 +88,30 @@ async def test_sync_and_stream_formats_agree(keys: InMemoryDataKeyStore, size: i
     assert await decrypt(keys, blob) == data
 
 
+async def _irregular(data: bytes, sizes: list[int]):
+    at, i = 0, 0
+    while at < len(data):
+        size = sizes[i % len(sizes)]
+        i += 1
+        yield data[at:at + size]  # an empty chunk now and then, too
+        at += size
+
+
+@pytest.mark.parametrize("sizes", [[1], [S - 1], [S], [S + 1], [3 * S + 5], [10 * S], [0, S // 2, 0, 2 * S + 1, 7],
+                                   [S - 16, 16, S + 16, 1]])
+async def test_streams_of_any_chunking_round_trip(keys: InMemoryDataKeyStore, sizes: list[int]) -> None:
+    """Segments are taken from views of the chunks and only those spanning two chunks are copied: every way
+    the chunks can fall against the segments (inside one, on its edge, across several) encrypts to an object
+    that decrypts, whole or by any chunking of the ciphertext, to the same bytes."""
+    for size in (S - 1, S, S + 1, 4 * S, 4 * S + 3):
+        data = os.urandom(size)
+        key_id, dek = await keys.create("x")
+        blob = await read_all(encrypt_stream(_irregular(data, sizes), key_id=key_id, data_key=dek))
+        assert len(blob) == ciphertext_size(size, EnvelopeHeader.parse(blob))
+        assert decrypt_bytes(blob, dek) == data
+        assert await read_all(decrypt_stream(_irregular(blob, sizes), keys.get)) == data
+
+
 async def test_same_plaintext_encrypts_differently(keys: InMemoryDataKeyStore) -> None:
     data = b"identical" * 1000
     assert await encrypt(keys, data) != await encrypt(keys, data)

@@ -76,10 +76,12 @@ class Block:
 
 # -- the server process: cutting -----------------------------------------------------------------------
 
-async def cut_blocks(chunks: AsyncIterable[bytes], fmt: str, block_bytes: int = BLOCK_BYTES, charset: str = "utf-8"
-                     ) -> AsyncIterator[Block]:
+async def cut_blocks(chunks: AsyncIterable[bytes], fmt: str, block_bytes: int = BLOCK_BYTES, charset: str = "utf-8",
+                     block_rows: int | None = None) -> AsyncIterator[Block]:
     """The file as blocks of UTF-8 (other charsets and UTF-16 with its BOM are transcoded here). JSON: the
-    opening "[" is checked and dropped here."""
+    opening "[" is checked and dropped here. `block_rows`: about how many rows a block may hold at most (its
+    size is then estimated from its first bytes), so that a file of small rows does not make blocks of tens of
+    thousands of rows, each a parsed list and a result of that many objects in memory at once."""
     chunks = await _as_utf8(chunks, charset)
     parts: list[bytes] = []
     size = 0
@@ -108,22 +110,35 @@ async def cut_blocks(chunks: AsyncIterable[bytes], fmt: str, block_bytes: int = 
         if size < block_bytes:
             continue
         buf = b"".join(parts)
-        while len(buf) >= block_bytes:
-            # Cut within the first `block_bytes` when possible: a JSON block no longer than MAX_ROW_BYTES holds
-            # no element over the limit, and its worker parses it in one call (json_rows).
-            cut = _cut(buf, fmt, block_bytes) or _cut(buf, fmt)
+        at = 0  # where the next block starts in buf
+        while len(buf) - at >= block_bytes:
+            # Cut within the first `block_bytes` (or fewer, for `block_rows`) when possible: a JSON block no longer
+            # than MAX_ROW_BYTES holds no element over the limit, and its worker parses it in one call (json_rows).
+            limit = _size_for_rows(buf, at, fmt, block_bytes, block_rows)
+            cut = _cut(buf, fmt, limit, at) or _cut(buf, fmt, block_bytes, at) or _cut(buf, fmt, None, at)
             if cut is None:
-                if len(buf) <= MAX_ROW_BYTES + block_bytes:
+                if len(buf) - at <= MAX_ROW_BYTES + block_bytes:
                     break
                 if fmt == "jsonl":
-                    yield Block(buf[:MAX_ROW_BYTES], fmt, overlong=True, first=first)
+                    yield Block(buf[at:at + MAX_ROW_BYTES], fmt, overlong=True, first=first)
                     return
-                cut = len(buf)  # no element ends in here: the worker returns it all as a tail, too long
-            yield Block(buf[:cut], fmt, first=first)
+                cut = len(buf) - at  # no element ends in here: the worker returns it all as a tail, too long
+            yield Block(buf[at:at + cut], fmt, first=first)
             first = False
-            buf = buf[cut:]
+            at += cut
+        buf = buf[at:]
         parts, size = [buf], len(buf)
     buf = b"".join(parts)
+    at = 0
+    while started and block_rows:  # the end of the file, too, in blocks of about `block_rows`
+        limit = _size_for_rows(buf, at, fmt, block_bytes, block_rows)
+        cut = _cut(buf, fmt, limit, at) if limit < len(buf) - at else None
+        if cut is None:
+            break
+        yield Block(buf[at:at + cut], fmt, first=first)
+        first = False
+        at += cut
+    buf = buf[at:]
     if fmt == "jsonl":
         yield Block(buf[3:] if not started and buf.startswith(codecs.BOM_UTF8) else buf, fmt, last=True, first=first)
         return
@@ -147,18 +162,35 @@ async def _encoded(texts: AsyncIterable[str]) -> AsyncIterator[bytes]:
         yield text.encode("utf-8")
 
 
-def _cut(buf: bytes, fmt: str, limit: int | None = None) -> int | None:
-    """Where the block ends (within the first `limit` bytes): after the last newline / at the "{" of the last
-    candidate separator."""
-    end = len(buf) if limit is None else min(limit, len(buf))
+def _cut(buf: bytes, fmt: str, limit: int | None = None, start: int = 0) -> int | None:
+    """Where the block that starts at `start` ends, counted from `start` (within its first `limit` bytes):
+    after the last newline / at the "{" of the last candidate separator."""
+    end = len(buf) if limit is None else min(start + limit, len(buf))
     if fmt == "jsonl":
-        at = buf.rfind(b"\n", 0, end)
-        return at + 1 if at >= 0 else None
-    tail_start = max(0, end - CUT_SEARCH)
+        at = buf.rfind(b"\n", start, end)
+        return at + 1 - start if at >= 0 else None
+    tail_start = max(start, end - CUT_SEARCH)
     last = _last_separator(buf, tail_start, end)
-    if last is None and tail_start:
-        last = _last_separator(buf, 0, end)  # elements longer than the search window
-    return None if last is None else last.end() - 1
+    if last is None and tail_start > start:
+        last = _last_separator(buf, start, end)  # elements longer than the search window
+    return None if last is None else last.end() - 1 - start
+
+
+ROWS_SAMPLE = 16 * 1024
+
+
+def _size_for_rows(buf: bytes, start: int, fmt: str, block_bytes: int, block_rows: int | None) -> int:
+    """The size of a block that starts at `start`: `block_bytes`, or less if rows as small as those in its first
+    ROWS_SAMPLE bytes would put more than `block_rows` in it. Rows are counted as newlines (JSON Lines) or
+    opening braces (JSON: an element with nested objects counts more than once, so blocks come out smaller,
+    never larger, than intended)."""
+    if not block_rows:
+        return block_bytes
+    sample = min(ROWS_SAMPLE, block_bytes, len(buf) - start)
+    rows = buf.count(b"\n" if fmt == "jsonl" else b"{", start, start + sample)
+    if rows * block_bytes <= block_rows * sample:
+        return block_bytes
+    return max(1, block_rows * sample // rows)
 
 
 def _last_separator(buf: bytes, start: int, end: int) -> re.Match[bytes] | None:

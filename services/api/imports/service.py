@@ -569,7 +569,8 @@ async def _process(ctx: Any, op: ImportOperation) -> None:
     try:
         try:
             if in_blocks:
-                async for block in cut_blocks(chunks, op.format, settings.import_block_bytes, op.encoding):
+                async for block in cut_blocks(chunks, op.format, settings.import_block_bytes, op.encoding,
+                                                 block_rows=settings.import_block_rows):
                     if not await hand_over_block(block):
                         break
             else:

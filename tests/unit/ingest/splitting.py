@@ -46,7 +46,7 @@ async def _parts(parts: list[bytes]) -> AsyncIterator[bytes]:
 
 
 async def in_blocks(data: bytes, fmt: str, block_bytes: int, step: int = 0, parts: list[bytes] | None = None,
-                    charset: str = "utf-8") -> tuple[list, tuple[int, str] | None]:
+                    charset: str = "utf-8", block_rows: int | None = None) -> tuple[list, tuple[int, str] | None]:
     """The committer of services/api/imports/service.py over `cut_blocks`, the workers' splitting inline.
     The file comes in chunks of `step` bytes, or as `parts`."""
     chunks = _parts(parts) if parts is not None else _chunks(data, step)
@@ -55,7 +55,7 @@ async def in_blocks(data: bytes, fmt: str, block_bytes: int, step: int = 0, part
     rows_before = 0
     carry: bytes | None = None
     try:
-        async for block in cut_blocks(chunks, fmt, block_bytes, charset):
+        async for block in cut_blocks(chunks, fmt, block_bytes, charset, block_rows=block_rows):
             if carry is not None:  # the block is redone from the element the previous one did not finish
                 block = replace(block, data=carry + bytes(block.data))
                 carry = None

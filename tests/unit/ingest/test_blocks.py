@@ -35,17 +35,19 @@ from tests.unit.ingest.splitting import _chunks, in_blocks, reference
 BOM = b"\xef\xbb\xbf"
 
 
-def _block_sizes(data: bytes) -> list[int]:
-    return [1, 3, 7, 16, 61, 256, 1000, len(data), len(data) + 1]
+def _block_sizes(data: bytes) -> list[tuple[int, int | None]]:
+    """(block_bytes, block_rows): small blocks, and blocks held to a few rows, as a file of small rows is."""
+    return [(1, None), (3, None), (7, None), (16, None), (61, None), (256, 1), (1000, 2), (len(data), 3),
+            (len(data) + 1, None), (len(data) + 1, 1)]
 
 
 async def assert_same_reading(data: bytes, fmt: str, steps: tuple[int, ...] = (3, 64, 4096)) -> None:
     expected = await reference(data, fmt)
-    for block_bytes in _block_sizes(data):
+    for block_bytes, block_rows in _block_sizes(data):
         for step in steps:
-            got = await in_blocks(data, fmt, block_bytes, step)
-            assert got == expected, (f"{fmt} file {data!r}\nblock_bytes={block_bytes} chunk step={step}\n"
-                                     f"expected {expected}\ngot      {got}")
+            got = await in_blocks(data, fmt, block_bytes, step, block_rows=block_rows)
+            assert got == expected, (f"{fmt} file {data!r}\nblock_bytes={block_bytes} block_rows={block_rows} "
+                                     f"chunk step={step}\nexpected {expected}\ngot      {got}")
 
 
 # -- a deterministic generator of tricky files --------------------------------------------------------------
@@ -637,3 +639,25 @@ async def test_blocks_are_cut_within_the_row_limit_when_they_can_be() -> None:
     block_bytes = 64 * 1024
     sizes = [len(b.data) async for b in cut_blocks(_chunks(data, 256 * 1024), "json", block_bytes)]
     assert len(sizes) > 10 and max(sizes[:-1]) <= block_bytes
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+async def test_blocks_of_small_rows_hold_about_block_rows(fmt: str) -> None:
+    """A file of small rows is cut into blocks of about `block_rows` rows, not `block_bytes` (a megabyte of
+    60-byte rows is 17,000 rows: a parsed list and a result of that many objects per block in memory); a file
+    of large rows is cut by bytes, as before; either way it reads exactly as row by row."""
+    small = [{"data": {"text": f"{i} short"}} for i in range(20_000)]
+    large = [{"data": {"text": f"{i} " + "w" * 1500}} for i in range(1_000)]
+    for rows, most in ((small, 500), (large, None)):
+        if fmt == "json":
+            data = ("[" + ", ".join(json.dumps(r) for r in rows) + "]").encode()
+        else:
+            data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+        blocks = [b async for b in cut_blocks(_chunks(data, 64 * 1024), fmt, 256 * 1024, block_rows=500)]
+        counts = [bytes(b.data).count(b"\n" if fmt == "jsonl" else b'{"data"') for b in blocks]
+        assert sum(counts) == len(rows)
+        if most is None:
+            assert len(blocks) == len(data) // (256 * 1024) + 1  # no smaller than the byte limit makes them
+        else:
+            assert max(counts) <= most and len(blocks) >= len(rows) // most, counts
+        assert await in_blocks(data, fmt, 256 * 1024, 64 * 1024, block_rows=500) == await reference(data, fmt)
