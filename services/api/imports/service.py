@@ -772,6 +772,18 @@ NOTIFY_INTERVAL = 0.1
 DUPLICATE_RETRIES = 5
 
 
+def existing_hashes_sql(table: str = f"{SCHEMA}.tasks") -> str:
+    """Which of the content hashes `$2` the project `$1` already has: one probe of the unique (project, content
+    hash) index per hash. Asked as `project_id = $1 AND content_hash = ANY($2)`, the planner took the smaller
+    (project, created_at) index on a table without statistics yet (a deployment's first big import) and
+    filtered every task of the project against the chunk's hashes, for every chunk."""
+    return (f"SELECT h.content_hash FROM unnest($2::bytea[]) AS h(content_hash) CROSS JOIN LATERAL "
+            f"(SELECT 1 FROM {table} AS t WHERE t.project_id = $1 AND t.content_hash = h.content_hash LIMIT 1) AS found")
+
+
+EXISTING_HASHES_SQL = existing_hashes_sql()
+
+
 async def _insert_tasks(pg: Any, project: Project, result: ChunkResult, keep: list[int] | None, distinct: bool
                         ) -> tuple[list[int] | None, int]:
     """COPY the chunk's tasks (all, or those at `keep`) but those already in the project or earlier in the
@@ -786,8 +798,7 @@ async def _insert_tasks(pg: Any, project: Project, result: ChunkResult, keep: li
                 await _copy_tasks(pg, result, keep)
                 return keep, 0
             existing = {r[0] for r in await pg.fetch(
-                f"SELECT content_hash FROM {SCHEMA}.tasks WHERE project_id = $1 AND content_hash = ANY($2::bytea[])",
-                project.id, [result.content_hashes[i] for i in candidates])}
+                EXISTING_HASHES_SQL, project.id, [result.content_hashes[i] for i in candidates])}
             fresh, duplicates = [], 0
             for i in candidates:
                 content_hash = result.content_hashes[i]

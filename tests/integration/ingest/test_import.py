@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -368,6 +370,34 @@ async def test_tasks_sharing_a_data_key_are_found_through_an_index(ingest: Inges
     assert tasks_lines and not any("Seq Scan" in line for line in tasks_lines), plan
     # and the index narrows it to the chunk, not to the whole project
     assert any("Index Cond" in line and "created_at" in line for line in plan.splitlines()), plan
+
+
+async def test_duplicate_lookup_probes_the_content_hash_index_even_without_statistics(ingest: IngestEnv) -> None:
+    """A chunk's duplicates are looked up with one probe of the unique (project, content hash) index per hash,
+    on a table PostgreSQL has no statistics for yet, as at a deployment's first big import (here a fresh copy
+    of the tasks table with 5,000 small rows): asked as `content_hash = ANY(...)`, the planner scanned the
+    project's (project, created_at) index and filtered every task of the project, for every chunk."""
+    from services.api.imports.service import existing_hashes_sql
+
+    project, org = uuid.uuid4(), uuid.uuid4()
+    hashes = [os.urandom(32) for _ in range(5000)]
+    now = datetime.now(UTC)
+    async with ingest.ctx.engine.connect() as conn:
+        pg = (await conn.get_raw_connection()).driver_connection
+        async with pg.transaction():
+            await pg.execute("CREATE TEMP TABLE fresh_tasks (LIKE quorum_api.tasks INCLUDING ALL) ON COMMIT DROP")
+            await pg.copy_records_to_table(
+                "fresh_tasks", columns=["id", "project_id", "org_id", "schema_version", "content_hash", "key_id",
+                                        "data_enc", "pii_counts", "has_predictions", "row_number", "created_at"],
+                records=[(uuid.uuid4(), project, org, 1, h, "dk", b"x" * 40, "{}", False, i, now)
+                         for i, h in enumerate(hashes)])
+            sql = existing_hashes_sql("fresh_tasks")
+            probe = hashes[:700] + [os.urandom(32) for _ in range(300)]
+            assert {r[0] for r in await pg.fetch(sql, project, probe)} == set(hashes[:700])
+            assert await pg.fetch(sql, uuid.uuid4(), probe) == []  # another project has none of them
+            plan = "\n".join(r[0] for r in await pg.fetch("EXPLAIN " + sql, project, probe))
+    assert any("Index Cond" in line and "content_hash" in line for line in plan.splitlines()), plan
+    assert "Filter" not in plan, plan
 
 
 async def test_status_waits_for_the_end_of_the_import(ingest: IngestEnv) -> None:
