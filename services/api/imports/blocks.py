@@ -111,10 +111,12 @@ async def cut_blocks(chunks: AsyncIterable[bytes], fmt: str, block_bytes: int = 
             continue
         buf = b"".join(parts)
         at = 0  # where the next block starts in buf
-        while len(buf) - at >= block_bytes:
+        while True:
             # Cut within the first `block_bytes` (or fewer, for `block_rows`) when possible: a JSON block no longer
             # than MAX_ROW_BYTES holds no element over the limit, and its worker parses it in one call (json_rows).
             limit = _size_for_rows(buf, at, fmt, block_bytes, block_rows)
+            if len(buf) - at < limit:
+                break
             cut = _cut(buf, fmt, limit, at) or _cut(buf, fmt, block_bytes, at) or _cut(buf, fmt, None, at)
             if cut is None:
                 if len(buf) - at <= MAX_ROW_BYTES + block_bytes:
