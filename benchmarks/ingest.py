@@ -55,7 +55,9 @@ LS_CONFIG = """<View><Text name="text" value="$text"/>
 
 # -- data ------------------------------------------------------------------------------------------------
 
-def make_file(n: int, path: Path) -> Path:
+def make_file(n: int, path: Path, text_chars: int | None = None) -> Path:
+    """`text_chars`: each task's text cut to that many characters after its row number (a file of small rows:
+    blocks are then held to about QUORUM_IMPORT_BLOCK_ROWS rows, not a megabyte of them)."""
     if path.exists():
         return path
     from benchmarks.datagen.pii_corpus import iter_corpus
@@ -66,7 +68,8 @@ def make_file(n: int, path: Path) -> Path:
         for i, doc in enumerate(iter_corpus(n, seed=7)):
             if i:
                 fh.write(",\n")
-            fh.write(json.dumps({"data": {"text": doc.text}}, ensure_ascii=False))
+            text = f"{i} {doc.text[:text_chars]}" if text_chars else doc.text  # (numbered: no two alike)
+            fh.write(json.dumps({"data": {"text": text}}, ensure_ascii=False))
         fh.write("]\n")
     tmp.rename(path)
     return path
@@ -393,7 +396,7 @@ def run_labelstudio(path: Path, n: int) -> dict:
 
 # -- report ------------------------------------------------------------------------------------------------------
 
-def report(results: list[dict], n: int, path: Path, command: str) -> str:
+def report(results: list[dict], n: int, path: Path, command: str, text_chars: int | None = None) -> str:
     """One row per system and round, each Quorum rate against the Label Studio run of its own round; with
     several rounds, a summary of the per-round ratios (their median, lowest and highest)."""
     lines = ["| round | system | tasks | seconds | tasks/s | vs Label Studio (same round) | peak RSS (MiB / MB) "
@@ -424,7 +427,8 @@ def report(results: list[dict], n: int, path: Path, command: str) -> str:
         table += "\n\n" + "\n".join(summary)
     size = path.stat().st_size / 1e6
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"Command: `{command}` — {n:,} tasks of ~200 words seeded with PII "
+    what = f"texts cut to a row number and {text_chars} characters" if text_chars else "~200 words"
+    return (f"Command: `{command}` — {n:,} tasks of {what} seeded with PII "
             f"(`benchmarks/datagen/pii_corpus.py`, seed 7), one {size:.0f} MB JSON array, {os.cpu_count()} CPUs, "
             f"{rounds} round(s), measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average at the end {load}."
             f"\n\n{table}\n")
@@ -433,6 +437,8 @@ def report(results: list[dict], n: int, path: Path, command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--text-chars", type=int, default=None,
+                    help="cut each task's text to this many characters (a file of small rows)")
     ap.add_argument("--database-url", default=os.environ.get("QUORUM_BENCH_DATABASE_URL",
                                                              "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--redis-url", default=os.environ.get("QUORUM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -451,9 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     globals()["SETTLE_SECONDS"] = args.settle
     command = "python benchmarks/ingest.py" + (f" --n {args.n}" if args.n != 100_000 else "") + \
-        (f" --rounds {args.rounds}" if args.rounds != 3 else "")
+        (f" --rounds {args.rounds}" if args.rounds != 3 else "") + \
+        (f" --text-chars {args.text_chars}" if args.text_chars else "")
     (BENCH / "ingest").mkdir(parents=True, exist_ok=True)
-    path = make_file(args.n, BENCH / "ingest" / f"tasks-{args.n}.json")
+    suffix = f"-{args.text_chars}c" if args.text_chars else ""
+    path = make_file(args.n, BENCH / "ingest" / f"tasks-{args.n}{suffix}.json", args.text_chars)
     print(f"file: {path} ({path.stat().st_size / 1e6:.0f} MB, {args.n} tasks)", flush=True)
     results = []
     for round_number in range(1, max(1, args.rounds) + 1):
@@ -463,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in in_round:
             r["round"] = round_number
         results += in_round
-    text = report(results, args.n, path, command)
+    text = report(results, args.n, path, command, args.text_chars)
     print()
     print(text)
     if args.write_results:
