@@ -2,8 +2,9 @@
 
 Every operation gets generated requests of three kinds (schemathesis' phases): examples from the document,
 coverage cases (boundary values, missing or mistyped fields, unexpected methods) and Hypothesis fuzzing with
-valid and invalid data. Each is sent with a real org-admin access token to the app running on real PostgreSQL,
-Redis and S3 (moto), and must never be answered with a 5xx; every 4xx must be RFC 9457 problem+json.
+valid and invalid data. Each is sent with a real access token, an org admin's and a vendor manager's, to the app
+running on real PostgreSQL, Redis and S3 (moto), and must never be answered with a 5xx; every 4xx must be RFC 9457
+problem+json.
 
 A request whose path was generated valid addresses seeded resources (each operation gets its own project, user,
 grant, media, ..., so a DELETE or a revocation in one operation cannot starve another); the others keep the
@@ -54,9 +55,11 @@ MAX_EXAMPLES = 15  # fuzzing phase, per operation and caller; the coverage phase
 DOCUMENT = create_app(Settings(environment="test"), run_background=False).openapi()
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 
-# Who sends the requests: an org admin reaches every route of its organisation. (The parametrization also gives
-# each operation its own test id: with pytest >= 9.2, schemathesis 4.32 would otherwise name them all alike.)
-CALLERS = ("org_admin",)
+# Who sends the requests: an org admin reaches every route of its organisation; a vendor's manager reaches the
+# routes of its grants and workers' tokens deeply, and every other one as far as its refusal. (The parametrization
+# also gives each operation its own test id: with pytest >= 9.2, schemathesis 4.32 would otherwise name them all
+# alike.)
+CALLERS = ("org_admin", "vendor_manager")
 
 
 @dataclass
@@ -179,7 +182,7 @@ def target(infrastructure: dict[str, str], tmp_path_factory: pytest.TempPathFact
             labels = [result.ok().label for result in schema.get_all_operations()]
             fuzz = Target(app)
             # one session per caller and operation: a fuzzed logout ends only its own
-            emails = {"org_admin": seeded.admin_email}
+            emails = {"org_admin": seeded.admin_email, "vendor_manager": seeded.vendor_manager_email}
             for caller in CALLERS:
                 for label in labels:
                     fuzz.tokens[caller, label] = api.login(emails[caller])
