@@ -202,29 +202,12 @@ async def encrypt_stream(chunks: AsyncIterable[bytes], *, key_id: str, data_key:
     header = EnvelopeHeader(key_id, segment_size)
     cipher = SegmentCipher(header, data_key)
     yield header.encode()
-    # Segments are encrypted from views of the input chunks; only a segment that spans two chunks is copied
-    # (into `buf`), so a large upload is not copied and shifted through one buffer segment by segment.
-    buf = bytearray()
+    final = bytearray()
     index = 0
-    async for chunk in chunks:
-        view = memoryview(chunk)
-        if buf:
-            need = segment_size - len(buf)
-            if len(view) <= need:
-                buf += view
-                continue
-            buf += view[:need]
-            view = view[need:]
-            yield cipher.encrypt_segment(index, buf, final=False)
-            index += 1
-            buf = bytearray()
-        at = 0
-        while len(view) - at > segment_size:
-            yield cipher.encrypt_segment(index, view[at:at + segment_size], final=False)
-            index += 1
-            at += segment_size
-        buf += view[at:]
-    yield cipher.encrypt_segment(index, bytes(buf), final=True)
+    async for segment in _segments(chunks, segment_size, final):
+        yield cipher.encrypt_segment(index, segment, final=False)
+        index += 1
+    yield cipher.encrypt_segment(index, bytes(final), final=True)
 
 
 async def decrypt_stream(chunks: AsyncIterable[bytes], key_for: KeyLookup) -> AsyncIterator[bytes]:
@@ -241,31 +224,14 @@ async def decrypt_stream(chunks: AsyncIterable[bytes], key_for: KeyLookup) -> As
     header = EnvelopeHeader.parse(bytes(buf[:MAX_HEADER_BYTES]))
     del buf[:header.length]
     cipher = SegmentCipher(header, await key_for(header.key_id))
-    full = header.segment_ciphertext_size
     index = 0
-    async for chunk in _resume(iterator):  # starts with b"": segments already buffered are handled first
-        if len(buf) > full or not buf:  # (as in encrypt_stream: whole segments decrypted from views of the chunk)
-            view, buf = memoryview(bytes(buf) + chunk if buf else chunk), bytearray()
-        else:
-            need = full - len(buf)
-            if len(chunk) <= need:
-                buf += chunk
-                continue
-            view = memoryview(chunk)
-            buf += view[:need]
-            view = view[need:]
-            yield cipher.decrypt_segment(index, buf, final=False)
-            index += 1
-            buf = bytearray()
-        at = 0
-        while len(view) - at > full:
-            yield cipher.decrypt_segment(index, view[at:at + full], final=False)
-            index += 1
-            at += full
-        buf += view[at:]
-    if len(buf) < TAG_BYTES or (len(buf) == TAG_BYTES and index > 0):
+    final = bytearray()
+    async for segment in _segments(_resume(iterator, bytes(buf)), header.segment_ciphertext_size, final):
+        yield cipher.decrypt_segment(index, segment, final=False)
+        index += 1
+    if len(final) < TAG_BYTES or (len(final) == TAG_BYTES and index > 0):
         raise DecryptionError("encrypted object is truncated (final segment missing or cut)")
-    yield cipher.decrypt_segment(index, bytes(buf), final=True)
+    yield cipher.decrypt_segment(index, bytes(final), final=True)
 
 
 async def decrypt_span(chunks: AsyncIterable[bytes], cipher: SegmentCipher, span: SegmentSpan) -> AsyncIterator[bytes]:
@@ -297,8 +263,32 @@ async def decrypt_span(chunks: AsyncIterable[bytes], cipher: SegmentCipher, span
         raise DecryptionError("encrypted object is shorter than its stored size claims (truncated)")
 
 
-async def _resume(iterator: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield b""
+async def _segments(chunks: AsyncIterable[bytes], size: int, rest: bytearray
+                    ) -> AsyncIterator[bytes | bytearray | memoryview]:
+    """The stream in `size`-byte segments, each one yielded only once more bytes follow it; what is left at the
+    end (the final segment, up to `size` bytes) is in `rest`. Segments are views of the chunks: only one that
+    spans two chunks is copied (into `rest`), so a large stream is not copied and shifted through one buffer
+    segment by segment. A yielded segment is valid until the next one is asked for."""
+    async for chunk in chunks:
+        view = memoryview(chunk)
+        if rest:
+            need = size - len(rest)
+            if len(view) <= need:
+                rest += view
+                continue
+            rest += view[:need]
+            view = view[need:]
+            yield rest
+            rest.clear()
+        at = 0
+        while len(view) - at > size:
+            yield view[at:at + size]
+            at += size
+        rest += view[at:]
+
+
+async def _resume(iterator: AsyncIterator[bytes], first: bytes = b"") -> AsyncIterator[bytes]:
+    yield first
     while True:
         try:
             yield await iterator.__anext__()
