@@ -49,7 +49,7 @@ class LocalBlobStore:
             batch: list[bytes] = []  # written with one writev per WRITE_BATCH, not joined first
             size = 0
             async for chunk in chunks:
-                batch.append(chunk)
+                batch.append(chunk if type(chunk) is bytes else bytes(chunk))  # (a buffer its producer may reuse)
                 size += len(chunk)
                 if size >= WRITE_BATCH:
                     await asyncio.to_thread(_write_all, handle.fileno(), batch)
@@ -179,6 +179,9 @@ class LocalBlobStore:
         return None
 
 
+IOV_MAX = 512  # buffers per writev (Linux allows 1024)
+
+
 def _write_all(fd: int, parts: list[bytes]) -> None:
     parts = [p for p in parts if len(p)]
     while parts:
@@ -188,9 +191,6 @@ def _write_all(fd: int, parts: list[bytes]) -> None:
             parts.pop(0)
         if done:  # a short write inside a part
             parts[0] = memoryview(parts[0])[done:]
-
-
-IOV_MAX = 512
 
 
 def _open_exclusive(path: Path):

@@ -103,6 +103,23 @@ async def test_put_holds_at_most_a_bounded_window_in_memory(backend: Backend) ->
     assert peak < 8 * MiB, f"put of {total} bytes peaked at {peak} bytes traced"
 
 
+async def test_a_producer_reusing_its_buffer_stores_what_it_yielded(backend: Backend) -> None:
+    """Stores write chunks in batches, after the producer has moved on: a chunk that is a buffer the producer
+    fills again for the next one must be stored as it was when yielded."""
+    rng = random.Random(3)
+    yielded: list[bytes] = []
+
+    async def reused() -> AsyncIterator[bytearray]:
+        buf = bytearray(70_000)
+        for _ in range(40):  # 2.8 MB: several write batches
+            buf[:] = rng.randbytes(len(buf))
+            yielded.append(bytes(buf))
+            yield buf
+
+    await backend.store.put("reuse/stream.bin", reused())
+    assert await read_all(backend.store.open_range("reuse/stream.bin")) == b"".join(yielded)
+
+
 async def test_ranges_equal_plaintext_slices(backend: Backend) -> None:
     data = random.Random(3).randbytes(5 * SEGMENT + 777)
     await backend.store.put("r/obj", iter_bytes(data, 40_000))
