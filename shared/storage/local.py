@@ -15,6 +15,7 @@ import stat
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
+from shared.fileio import write_all
 from shared.storage.base import DEFAULT_CONTENT_TYPE, clamp_range, validate_key, validate_prefix
 from shared.storage.errors import ObjectKeyConflict, ObjectNotFound, StorageUnavailable
 
@@ -52,11 +53,11 @@ class LocalBlobStore:
                 batch.append(chunk if type(chunk) is bytes else bytes(chunk))  # (a buffer its producer may reuse)
                 size += len(chunk)
                 if size >= WRITE_BATCH:
-                    await asyncio.to_thread(_write_all, handle.fileno(), batch)
+                    await asyncio.to_thread(write_all, handle.fileno(), batch)
                     written += size
                     batch, size = [], 0
             if batch:
-                await asyncio.to_thread(_write_all, handle.fileno(), batch)
+                await asyncio.to_thread(write_all, handle.fileno(), batch)
                 written += size
             await asyncio.to_thread(self._commit, handle, tmp_path, target, key)
         except BaseException:
@@ -177,20 +178,6 @@ class LocalBlobStore:
 
     async def aclose(self) -> None:
         return None
-
-
-IOV_MAX = 512  # buffers per writev (Linux allows 1024)
-
-
-def _write_all(fd: int, parts: list[bytes]) -> None:
-    parts = [p for p in parts if len(p)]
-    while parts:
-        done = os.writev(fd, parts[:IOV_MAX])
-        while parts and done >= len(parts[0]):
-            done -= len(parts[0])
-            parts.pop(0)
-        if done:  # a short write inside a part
-            parts[0] = memoryview(parts[0])[done:]
 
 
 def _open_exclusive(path: Path):

@@ -117,7 +117,11 @@ async def cut_blocks(chunks: AsyncIterable[bytes], fmt: str, block_bytes: int = 
             limit = _size_for_rows(buf, at, fmt, block_bytes, block_rows)
             if len(buf) - at < limit:
                 break
-            cut = _cut(buf, fmt, limit, at) or _cut(buf, fmt, block_bytes, at) or _cut(buf, fmt, None, at)
+            cut = _cut(buf, fmt, limit, at)
+            if cut is None and limit < block_bytes:
+                cut = _cut(buf, fmt, block_bytes, at)
+            if cut is None:
+                cut = _cut(buf, fmt, None, at)
             if cut is None:
                 if len(buf) - at <= MAX_ROW_BYTES + block_bytes:
                     break

@@ -20,6 +20,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from shared.fileio import write_all
+
 DIRECTORY = "/dev/shm"
 PREFIX = "quorum-import-"
 SMALLEST = 64 * 1024  # below this the pipe is as cheap
@@ -48,14 +50,14 @@ def stash(data: bytes | bytearray | memoryview, into: str | None = None
     if into is not None:
         fd = os.open(into, os.O_WRONLY)
         try:
-            _write_all(fd, data)
+            write_all(fd, [data])
         finally:
             os.close(fd)
         return Handoff(into, len(data), kept=True)
     path = _new_path()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        _write_all(fd, data)
+        write_all(fd, [data])
     except BaseException:
         os.close(fd)
         discard(Handoff(path, len(data)))
@@ -66,12 +68,6 @@ def stash(data: bytes | bytearray | memoryview, into: str | None = None
 
 def _new_path() -> str:
     return os.path.join(DIRECTORY, f"{PREFIX}{os.getpid()}-{secrets.token_hex(8)}")
-
-
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def claim(item: Handoff | bytes | bytearray | memoryview) -> bytearray:
