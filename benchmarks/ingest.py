@@ -16,6 +16,10 @@ Quorum as `quorum serve api` (one uvicorn process + its import worker pool) on P
 127.0.0.1; Label Studio 1.23.2 from PyPI in `.bench/labelstudio-venv` (Django dev server, SQLite).
 
 The file is one JSON array of Label Studio tasks `[{"data": {"text": ...}}, ...]`, which both accept.
+
+`--s3` stores Quorum's blobs (the encrypted upload it imports from) in S3, as in production, instead of the
+embedded default's local directory: a moto S3 server started for the run, in its own process (outside the
+measured process tree, but on the same CPUs).
 """
 
 from __future__ import annotations
@@ -434,6 +438,20 @@ def report(results: list[dict], n: int, path: Path, command: str, text_chars: in
             f"\n\n{table}\n")
 
 
+def start_s3() -> subprocess.Popen:
+    """moto's S3 server in its own process; Quorum finds it through the QUORUM_S3_* settings."""
+    from tests.support.s3 import S3_ACCESS_KEY, S3_SECRET_KEY, free_port
+
+    port = free_port()
+    server = subprocess.Popen([str(Path(PY).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/", 30, server)
+    os.environ.update({"QUORUM_S3_ENDPOINT": f"127.0.0.1:{port}", "QUORUM_S3_SECURE": "false",
+                       "QUORUM_S3_ACCESS_KEY": S3_ACCESS_KEY, "QUORUM_S3_SECRET_KEY": S3_SECRET_KEY,
+                       "QUORUM_S3_BUCKET": f"bench-{secrets.token_hex(3)}"})
+    return server
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=100_000)
@@ -448,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-db", action="store_true")
     ap.add_argument("--server-log-level", default="WARNING")
     ap.add_argument("--check-pii", action="store_true")
+    ap.add_argument("--s3", action="store_true", help="Quorum's blobs in S3 (a moto server for the run)")
     ap.add_argument("--write-results", action="store_true", help="append the table to benchmarks/RESULTS.md")
     ap.add_argument("--settle", type=float, default=SETTLE_SECONDS,
                     help="idle seconds before each measured import (0: none)")
@@ -458,7 +477,11 @@ def main(argv: list[str] | None = None) -> int:
     globals()["SETTLE_SECONDS"] = args.settle
     command = "python benchmarks/ingest.py" + (f" --n {args.n}" if args.n != 100_000 else "") + \
         (f" --rounds {args.rounds}" if args.rounds != 3 else "") + \
-        (f" --text-chars {args.text_chars}" if args.text_chars else "")
+        (f" --text-chars {args.text_chars}" if args.text_chars else "") + (" --s3" if args.s3 else "")
+    if args.s3:
+        s3_server = start_s3()
+        import atexit
+        atexit.register(s3_server.terminate)
     (BENCH / "ingest").mkdir(parents=True, exist_ok=True)
     suffix = f"-{args.text_chars}c" if args.text_chars else ""
     path = make_file(args.n, BENCH / "ingest" / f"tasks-{args.n}{suffix}.json", args.text_chars)

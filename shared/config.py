@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     s3_bucket: str = "quorum"
     s3_secure: bool = False
     s3_region: str = "us-east-1"
+    s3_part_mib: int = Field(8, ge=5, le=5 * 1024)  # multipart part size (S3: 5 MiB to 5 GiB, 10,000 parts)
+    s3_parts_in_flight: int = Field(2, ge=1, le=64)  # parts of one upload uploading while the next one fills
     blob_dir: Path | None = None
 
     # HTTP

@@ -37,6 +37,8 @@ def create_blob_store(settings: Any, *, create_bucket: bool = True) -> BlobStore
             secure=getattr(settings, "s3_secure", None),
             region=getattr(settings, "s3_region", None),
             create_bucket=create_bucket,
+            part_size=(getattr(settings, "s3_part_mib", None) or 8) * 1024 * 1024,
+            parts_in_flight=getattr(settings, "s3_parts_in_flight", None) or 2,
         )
     blob_dir = getattr(settings, "resolved_blob_dir", None) or getattr(settings, "blob_dir", None)
     if blob_dir is None:

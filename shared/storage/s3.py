@@ -1,19 +1,24 @@
 """Blobs in S3 / MinIO through the `minio` client.
 
-The client is synchronous, so every call runs in this store's own thread pool. A put streams: the async
-chunk iterator is bridged to the file-like `read()` minio wants, and minio uploads one part at a time
-(multipart above `part_size`), so at most about one part is in memory per upload.
+The client is synchronous, so every call runs in this store's own thread pool. A put streams: parts are
+cut from the async chunk iterator and uploaded with minio's S3 calls (CreateMultipartUpload, UploadPart,
+CompleteMultipartUpload) while the next part fills, so an upload overlaps its source and holds at most
+`parts_in_flight` + 1 parts. minio's own `put_object` cannot do both: it reads one part at a time from a
+file-like object, and in parallel mode queues parts without a bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
+from minio.datatypes import Part
 from minio.error import MinioException, S3Error
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
@@ -29,7 +34,8 @@ _MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "NoSuchVersion"}
 class S3BlobStore:
     def __init__(self, endpoint: str, *, bucket: str, access_key: str | None = None,
                  secret_key: str | None = None, secure: bool | None = None, region: str | None = None,
-                 create_bucket: bool = True, part_size: int = 8 * 1024 * 1024, max_workers: int = 8,
+                 create_bucket: bool = True, part_size: int = 8 * 1024 * 1024, parts_in_flight: int = 2,
+                 max_workers: int = 8,
                  connect_timeout: float = 5.0, read_timeout: float = 60.0) -> None:
         host, scheme_secure = _split_endpoint(endpoint)
         if part_size < MIN_PART_SIZE:
@@ -40,6 +46,7 @@ class S3BlobStore:
         self._region = region
         self._create_bucket = create_bucket
         self._part_size = part_size
+        self._parts_in_flight = max(1, parts_in_flight)
         self._bucket_ready = False
         self._bucket_lock = asyncio.Lock()
         http = urllib3.PoolManager(
@@ -58,9 +65,11 @@ class S3BlobStore:
         return f"S3BlobStore(endpoint={scheme}://{self.endpoint!s}, bucket={self.bucket!r})"
 
     async def _run(self, fn, *args, **kwargs):
-        loop = asyncio.get_running_loop()
+        return await self._wait(self._pool.submit(fn, *args, **kwargs))
+
+    async def _wait(self, call: concurrent.futures.Future):
         try:
-            return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+            return await asyncio.wrap_future(call)
         except S3Error:
             raise
         except (MinioException, Urllib3HTTPError, ConnectionError) as exc:
@@ -88,20 +97,58 @@ class S3BlobStore:
 
     async def put(self, key: str, chunks: AsyncIterable[bytes], *,
                   content_type: str = DEFAULT_CONTENT_TYPE) -> int:
+        """Parts are cut on the event loop as the chunks arrive and uploaded in this store's threads while the
+        next part fills: at most `parts_in_flight` parts uploading and one filling. A failed upload (or a
+        failing `chunks`) aborts the multipart upload, so no orphan parts stay billed in the bucket."""
         validate_key(key)
         await self.ensure_bucket()
-        reader = _AsyncToSyncReader(chunks, asyncio.get_running_loop())
-        # num_parallel_uploads=1: minio queues parts for parallel upload without a bound, which would let a
-        # fast producer buffer the whole object in memory.
+        headers = {"Content-Type": content_type or DEFAULT_CONTENT_TYPE}
+        filling: list[bytes] = []
+        filled = total = 0
+        upload_id: str | None = None
+        uploads: collections.deque[asyncio.Future] = collections.deque()
+        etags: list[str] = []
+
+        async def send() -> None:
+            nonlocal upload_id, filled
+            if upload_id is None:
+                upload_id = await self._run(self._client._create_multipart_upload, self.bucket, key, dict(headers))
+            while len(uploads) >= self._parts_in_flight:
+                etags.append(await uploads.popleft())
+            part, number = b"".join(filling), len(etags) + len(uploads) + 1
+            filling.clear()
+            filled = 0
+            uploads.append(asyncio.ensure_future(self._run(
+                self._client._upload_part, self.bucket, key, part, None, upload_id, number)))
+
         try:
-            await self._run(self._client.put_object, self.bucket, key, reader, -1,
-                            content_type=content_type or DEFAULT_CONTENT_TYPE, part_size=self._part_size,
-                            num_parallel_uploads=1)
-        except Exception:
-            if reader.source_error is not None:  # the caller's stream failed, not the storage
-                raise reader.source_error from None
+            async for chunk in chunks:
+                # A producer may refill its buffer once this loop asks for more: keep only immutable bytes.
+                filling.append(chunk if type(chunk) is bytes else bytes(chunk))
+                filled += len(chunk)
+                total += len(chunk)
+                if filled >= self._part_size:
+                    await send()
+            if upload_id is None:  # small enough for one PUT
+                await self._run(self._client._put_object, self.bucket, key, b"".join(filling), dict(headers))
+                return total
+            if filling:
+                await send()
+            while uploads:
+                etags.append(await uploads.popleft())
+            await self._run(self._client._complete_multipart_upload, self.bucket, key, upload_id,
+                            [Part(number, etag) for number, etag in enumerate(etags, 1)])
+        except BaseException:
+            for upload in uploads:
+                upload.cancel()
+            if uploads:
+                await asyncio.gather(*uploads, return_exceptions=True)
+            if upload_id is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._run(self._client._abort_multipart_upload, self.bucket, key,
+                                                   upload_id))
             raise
-        return reader.total
+        return total
 
     async def open_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         validate_key(key)
@@ -119,17 +166,23 @@ class S3BlobStore:
                     return
                 raise ObjectNotFound(key) from None
             raise
+        chunks: Iterator[bytes] = response.stream(READ_CHUNK)
+
+        def close(_: object = None) -> None:
+            response.close()
+            response.release_conn()
+
+        ahead = self._pool.submit(next, chunks, None)  # the next chunk arrives while the caller uses this one
         try:
-            chunks: Iterator[bytes] = response.stream(READ_CHUNK)
-            while True:
-                data = await self._run(next, chunks, None)
-                if data is None:
-                    break
+            while (data := await self._wait(ahead)) is not None:
+                ahead = self._pool.submit(next, chunks, None)
                 if data:
                     yield data
         finally:
-            response.close()
-            response.release_conn()
+            if ahead.done():
+                close()
+            else:  # a thread is still reading the response: close it after, not under it
+                ahead.add_done_callback(close)
 
     async def size(self, key: str) -> int:
         validate_key(key)
@@ -179,51 +232,6 @@ class S3BlobStore:
     async def aclose(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client._http.clear()
-
-
-class _AsyncToSyncReader:
-    """File-like `read(n)` for minio's worker thread, pulling chunks from an async iterator on the loop."""
-
-    def __init__(self, chunks: AsyncIterable[bytes], loop: asyncio.AbstractEventLoop) -> None:
-        self._iter = chunks.__aiter__()
-        self._loop = loop
-        self._pending = b""
-        self._eof = False
-        self.total = 0
-        self.source_error: BaseException | None = None
-
-    def _next_chunk(self) -> bytes | None:
-        future = asyncio.run_coroutine_threadsafe(self._anext(), self._loop)
-        return future.result()
-
-    async def _anext(self) -> bytes | None:
-        try:
-            return await self._iter.__anext__()
-        except StopAsyncIteration:
-            return None
-        except BaseException as exc:
-            self.source_error = exc
-            raise
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            raise ValueError("unbounded read() would hold the whole stream in memory")
-        parts = [self._pending] if self._pending else []
-        have = len(self._pending)
-        self._pending = b""
-        while have < size and not self._eof:
-            chunk = self._next_chunk()
-            if chunk is None:
-                self._eof = True
-                break
-            chunk = bytes(chunk)
-            parts.append(chunk)
-            have += len(chunk)
-        data = b"".join(parts)
-        if len(data) > size:
-            data, self._pending = data[:size], data[size:]
-        self.total += len(data)
-        return data
 
 
 def _take(iterator: Iterator, n: int) -> list:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import threading
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -103,6 +104,46 @@ async def test_put_holds_at_most_a_bounded_window_in_memory(backend: Backend) ->
     assert peak < 8 * MiB, f"put of {total} bytes peaked at {peak} bytes traced"
 
 
+@pytest.mark.parametrize("backend", ["s3", "encrypted-s3"], indirect=True)
+async def test_s3_put_reads_ahead_of_its_uploaded_parts_by_a_bounded_window(backend: Backend) -> None:
+    """Parts upload while the next one fills (the source is not kept waiting), but the source is never read
+    more than `parts_in_flight` parts and the filling one ahead of what S3 has acknowledged. (moto runs in
+    this process, so tracemalloc would count the stored object too: the window is measured in bytes.)"""
+    raw: S3BlobStore = backend.raw
+    client, upload_part = raw._client, raw._client._upload_part
+    pulled = acknowledged = widest = 0
+    read_on = threading.Event()  # set once the source is read past the first part
+    overlapped: list[bool] = []
+
+    def counting_upload_part(bucket, key, data, headers, upload_id, part_number):
+        nonlocal acknowledged
+        if part_number == 1:  # hold the first part until the source moves on (a serial put never would)
+            overlapped.append(read_on.wait(timeout=10))
+        result = upload_part(bucket, key, data, headers, upload_id, part_number)
+        acknowledged += len(data)
+        return result
+
+    async def source() -> AsyncIterator[bytes]:
+        nonlocal pulled, widest
+        async for chunk in generated(40 * MiB, seed=2, chunk=256 * 1024):
+            pulled += len(chunk)
+            widest = max(widest, pulled - acknowledged)
+            if pulled > raw._part_size + 2 * 256 * 1024:
+                read_on.set()
+            yield chunk
+
+    client._upload_part = counting_upload_part
+    try:
+        await backend.store.put("big/stream.bin", source())
+    finally:
+        client._upload_part = upload_part
+    assert await backend.store.size("big/stream.bin") == 40 * MiB
+    assert acknowledged >= 40 * MiB
+    bound = (raw._parts_in_flight + 1) * raw._part_size + 2 * 256 * 1024 + 2 * SEGMENT
+    assert widest <= bound, f"read {widest} bytes ahead of S3 (bound {bound})"
+    assert overlapped == [True], "the source was not read on while the first part uploaded"
+
+
 async def test_a_producer_reusing_its_buffer_stores_what_it_yielded(backend: Backend) -> None:
     """Stores write chunks in batches, after the producer has moved on: a chunk that is a buffer the producer
     fills again for the next one must be stored as it was when yielded."""
@@ -180,6 +221,9 @@ async def test_failed_put_keeps_previous_object_and_leaves_no_partial(backend: B
     if backend.encrypted:
         live = [r for r in backend.store.keys.records() if r.destroyed_at is None]
         assert len(live) == 1, "keys of failed puts are destroyed"
+    if isinstance(backend.raw, S3BlobStore):  # the parts already uploaded are not left behind
+        pending = backend.raw._client._list_multipart_uploads(backend.raw.bucket)
+        assert pending.uploads == []
 
 
 async def test_list_by_prefix(backend: Backend) -> None:
@@ -230,8 +274,12 @@ async def test_factory_builds_the_configured_backend(tmp_path: Path, s3_endpoint
     local = create_blob_store(Settings(blob_dir=tmp_path / "configured"))
     assert isinstance(local, LocalBlobStore) and local.root == (tmp_path / "configured").resolve()
     s3 = create_blob_store(Settings(s3_endpoint=s3_endpoint, s3_access_key=S3_ACCESS_KEY,
-                                    s3_secret_key=S3_SECRET_KEY, s3_bucket=f"quorum-cfg-{token_hex(4)}"))
+                                    s3_secret_key=S3_SECRET_KEY, s3_bucket=f"quorum-cfg-{token_hex(4)}",
+                                    s3_part_mib=6, s3_parts_in_flight=3))
     assert isinstance(s3, S3BlobStore) and S3_SECRET_KEY not in repr(s3)
+    assert (s3._part_size, s3._parts_in_flight) == (6 * MiB, 3)
+    with pytest.raises(ValueError, match="s3_part_mib"):  # under S3's 5 MiB floor: refused at startup
+        Settings(s3_part_mib=4)
     for store in (local, s3):
         await store.ping()
         await store.put("x/y", iter_bytes(b"configured"))
