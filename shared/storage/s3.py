@@ -26,6 +26,8 @@ from shared.storage.base import DEFAULT_CONTENT_TYPE, clamp_range, validate_key,
 from shared.storage.errors import ObjectNotFound, StorageUnavailable
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's floor for every part but the last
+# Parts then grow with the object (S3 allows 10,000): 10,000 parts hold ~50,000 part sizes (245 GiB of 5 MiB).
+PARTS_AT_PART_SIZE = 2500
 READ_CHUNK = 256 * 1024
 LIST_BATCH = 1000
 _MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "NoSuchVersion"}
@@ -109,8 +111,10 @@ class S3BlobStore:
         uploads: collections.deque[asyncio.Future] = collections.deque()
         etags: list[str] = []
 
+        part_size = self._part_size
+
         async def send() -> None:
-            nonlocal upload_id, filled
+            nonlocal upload_id, filled, part_size
             if upload_id is None:
                 upload_id = await self._run(self._client._create_multipart_upload, self.bucket, key, dict(headers))
             while len(uploads) >= self._parts_in_flight:
@@ -120,6 +124,7 @@ class S3BlobStore:
             filled = 0
             uploads.append(asyncio.ensure_future(self._run(
                 self._client._upload_part, self.bucket, key, part, None, upload_id, number)))
+            part_size = max(self._part_size, total // PARTS_AT_PART_SIZE)
 
         try:
             async for chunk in chunks:
@@ -127,7 +132,7 @@ class S3BlobStore:
                 filling.append(chunk if type(chunk) is bytes else bytes(chunk))
                 filled += len(chunk)
                 total += len(chunk)
-                if filled >= self._part_size:
+                if filled >= part_size:
                     await send()
             if upload_id is None:  # small enough for one PUT
                 await self._run(self._client._put_object, self.bucket, key, b"".join(filling), dict(headers))

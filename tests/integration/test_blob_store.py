@@ -144,6 +144,34 @@ async def test_s3_put_reads_ahead_of_its_uploaded_parts_by_a_bounded_window(back
     assert overlapped == [True], "the source was not read on while the first part uploaded"
 
 
+@pytest.mark.parametrize("backend", ["s3"], indirect=True)
+async def test_s3_parts_grow_with_the_object_past_the_part_count_threshold(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 takes at most 10,000 parts: after PARTS_AT_PART_SIZE parts, each part is at least 1/PARTS_AT_PART_SIZE
+    of what has been sent (here after 2 parts, so the growth shows on a 40 MiB object)."""
+    import shared.storage.s3 as s3_module
+
+    monkeypatch.setattr(s3_module, "PARTS_AT_PART_SIZE", 2)
+    raw: S3BlobStore = backend.raw
+    sizes: list[int] = []
+    upload_part = raw._client._upload_part
+
+    def recording_upload_part(bucket, key, data, *args):
+        sizes.append(len(data))
+        return upload_part(bucket, key, data, *args)
+
+    monkeypatch.setattr(raw._client, "_upload_part", recording_upload_part)
+    total = 40 * MiB
+    await raw.put("big/growing.bin", generated(total, seed=6))
+    assert await read_all(raw.open_range("big/growing.bin")) == await read_all(generated(total, seed=6))
+    assert sum(sizes) == total
+    sent = 0
+    for size in sizes[:-1]:
+        assert size >= max(raw._part_size, sent // 2), sizes
+        sent += size
+    assert len(sizes) < total // raw._part_size, sizes  # fewer, larger parts than at a fixed 5 MiB
+
+
 async def test_a_producer_reusing_its_buffer_stores_what_it_yielded(backend: Backend) -> None:
     """Stores write chunks in batches, after the producer has moved on: a chunk that is a buffer the producer
     fills again for the next one must be stored as it was when yielded."""
