@@ -438,18 +438,16 @@ def report(results: list[dict], n: int, path: Path, command: str, text_chars: in
             f"\n\n{table}\n")
 
 
-def start_s3() -> subprocess.Popen:
-    """moto's S3 server in its own process; Quorum finds it through the QUORUM_S3_* settings."""
-    from tests.support.s3 import S3_ACCESS_KEY, S3_SECRET_KEY, free_port
+def use_s3() -> None:
+    """moto's S3 server for the run, in its own process; Quorum finds it through the QUORUM_S3_* settings."""
+    import atexit
 
-    port = free_port()
-    server = subprocess.Popen([str(Path(PY).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_http(f"http://127.0.0.1:{port}/", 30, server)
-    os.environ.update({"QUORUM_S3_ENDPOINT": f"127.0.0.1:{port}", "QUORUM_S3_SECURE": "false",
-                       "QUORUM_S3_ACCESS_KEY": S3_ACCESS_KEY, "QUORUM_S3_SECRET_KEY": S3_SECRET_KEY,
-                       "QUORUM_S3_BUCKET": f"bench-{secrets.token_hex(3)}"})
-    return server
+    from tests.support.s3 import S3_ACCESS_KEY, S3_SECRET_KEY, start_s3_process
+
+    endpoint, stop = start_s3_process()
+    atexit.register(stop)
+    os.environ.update({"QUORUM_S3_ENDPOINT": endpoint, "QUORUM_S3_ACCESS_KEY": S3_ACCESS_KEY,
+                       "QUORUM_S3_SECRET_KEY": S3_SECRET_KEY, "QUORUM_S3_BUCKET": f"bench-{secrets.token_hex(3)}"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -479,9 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         (f" --rounds {args.rounds}" if args.rounds != 3 else "") + \
         (f" --text-chars {args.text_chars}" if args.text_chars else "") + (" --s3" if args.s3 else "")
     if args.s3:
-        s3_server = start_s3()
-        import atexit
-        atexit.register(s3_server.terminate)
+        use_s3()
     (BENCH / "ingest").mkdir(parents=True, exist_ok=True)
     suffix = f"-{args.text_chars}c" if args.text_chars else ""
     path = make_file(args.n, BENCH / "ingest" / f"tasks-{args.n}{suffix}.json", args.text_chars)

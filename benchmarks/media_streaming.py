@@ -27,33 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _moto_subprocess():  # noqa: ANN202
-    import socket
-    import subprocess
-
-    from tests.support.s3 import free_port
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.05)
-
-    def stop() -> None:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-    return f"http://127.0.0.1:{port}", stop
-
-
 async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mib", type=int, default=256)
@@ -75,6 +48,7 @@ async def main() -> int:
     from shared.embedded import create_database
     from shared.migrations import upgrade_all
     from tests.conftest import _drop_database, _with_database
+    from tests.support.s3 import start_s3_process
 
     admin = os.environ.get("QUORUM_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("QUORUM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -89,7 +63,7 @@ async def main() -> int:
         if args.s3:
             from tests.support.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 
-            endpoint, stop_s3 = _moto_subprocess()  # its own process: its memory is not ours
+            endpoint, stop_s3 = start_s3_process()  # its own process: its memory is not ours
             overrides = dict(s3_endpoint=endpoint, s3_access_key=S3_ACCESS_KEY, s3_secret_key=S3_SECRET_KEY)
         settings = Settings(environment="test", database_url=url, redis_url=redis_url, data_dir=tmp,
                             blob_dir=tmp / "blobs", keyring_file=tmp / "keyring.json", migrate_on_start=False,

@@ -44,3 +44,31 @@ def start_s3_server(timeout: float = 15.0) -> tuple[str, Callable[[], None]]:
             server.stop()
 
     return f"http://127.0.0.1:{port}", stop
+
+
+def start_s3_process(timeout: float = 20.0) -> tuple[str, Callable[[], None]]:
+    """moto's S3 server in a process of its own (benchmarks: its CPU and memory are not the measured
+    process'); return (endpoint_url, stop)."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.05)  # polling a port with a deadline, not synchronising on a guess
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    return f"http://127.0.0.1:{port}", stop
