@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from services.api.app import create_app
 from services.api.identity.deps import identity_of
@@ -16,16 +17,21 @@ from shared.storage import S3BlobStore
 from tests.conftest import make_settings, running
 from tests.integration.ingest.conftest import IngestEnv, _seed_orgs
 from tests.integration.ingest.test_import import PII, PII_TEXT
-from tests.support.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
+from tests.support.s3 import S3_ACCESS_KEY, S3_SECRET_KEY, start_s3_process
 
 MiB = 1024 * 1024
 
 
 @pytest.fixture
 async def ingest_s3(infrastructure: dict[str, str], tmp_path: Path) -> AsyncIterator[IngestEnv]:
+    async for env in _ingest_env(infrastructure, tmp_path, infrastructure["s3_endpoint"]):
+        yield env
+
+
+async def _ingest_env(infrastructure: dict[str, str], tmp_path: Path, endpoint: str) -> AsyncIterator[IngestEnv]:
     settings = make_settings(infrastructure, tmp_path, argon2_memory_kib=1024, import_workers=2,
                              import_resume_interval=3600, max_upload_bytes=32 * MiB,
-                             s3_endpoint=infrastructure["s3_endpoint"], s3_access_key=S3_ACCESS_KEY,
+                             s3_endpoint=endpoint, s3_access_key=S3_ACCESS_KEY,
                              s3_secret_key=S3_SECRET_KEY, s3_bucket=f"quorum-{secrets.token_hex(4)}",
                              s3_part_mib=5)
     app = create_app(settings, run_background=False)
@@ -73,3 +79,45 @@ async def test_an_import_through_s3_stores_only_ciphertext_in_parts_and_leaves_n
         assert task["data"]["text"].startswith("Ticket ")
         for entity, value in PII.items():
             assert value not in task["data"]["text"], f"{entity} reached an annotator"
+
+
+async def test_object_storage_going_away_mid_upload_answers_503_and_leaves_nothing(
+        infrastructure: dict[str, str], tmp_path: Path) -> None:
+    """S3 stops answering while an import is being uploaded (after its first part): the client gets a 503
+    problem, and no operation, task, stored object or live data key is left of it."""
+    endpoint, stop_s3 = start_s3_process()  # a process of its own, so that it can die
+    try:
+        async for env in _ingest_env(infrastructure, tmp_path, endpoint):
+            pid = await env.create_project()
+            row = json.dumps({"text": f"{PII_TEXT} " + "lorem ipsum " * 40}).encode()
+
+            async def body() -> AsyncIterator[bytes]:
+                sent = 0
+                yield b"["
+                for i in range(12_000):  # ~10 MiB: S3 dies once the first 5 MiB part is on its way
+                    if sent > 6 * MiB:
+                        stop_s3()  # (stops the process once; a no-op after)
+                    sent += len(row) + 1
+                    yield (b"," if i else b"") + row
+                yield b"]"
+
+            async with env.ctx.session_factory() as session:
+                began = (await session.execute(sa.select(sa.func.clock_timestamp()))).scalar_one()
+            r = await env.client.post(f"/api/v1/projects/{pid}/imports", content=body(),
+                                      headers={"Content-Type": "application/json", **await env.manager()})
+            assert r.status_code == 503, r.text
+            assert r.headers["content-type"].startswith("application/problem+json")
+            problem = r.json()
+            assert problem["type"].endswith("/storage-unavailable") and "Traceback" not in r.text
+
+            async with env.ctx.session_factory() as session:
+                operations = (await session.execute(sa.text(
+                    "SELECT count(*) FROM quorum_api.import_operations WHERE project_id = :p"), {"p": pid})).scalar()
+                tasks = (await session.execute(sa.text(
+                    "SELECT count(*) FROM quorum_api.tasks WHERE project_id = :p"), {"p": pid})).scalar()
+                live_keys = (await session.execute(sa.text(
+                    "SELECT scope FROM quorum_api.data_keys WHERE scope LIKE 'import:%' AND created_at >= :t "
+                    "AND destroyed_at IS NULL"), {"t": began})).scalars().all()
+            assert (operations, tasks, live_keys) == (0, 0, [])
+    finally:
+        stop_s3()
