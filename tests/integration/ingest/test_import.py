@@ -299,6 +299,11 @@ async def test_task_reads_are_scoped(ingest: IngestEnv) -> None:
 
 async def test_an_abandoned_import_is_resumed_after_its_checkpoint(ingest: IngestEnv) -> None:
     """A replica died after committing rows 1..3: another one picks the operation up and does the rest once."""
+    await check_an_abandoned_import_resumes(ingest)
+
+
+async def check_an_abandoned_import_resumes(ingest: IngestEnv) -> None:
+    """(Also run with S3 storage: test_import_s3.py.)"""
     pid = await ingest.create_project()
     body = jsonl([{"text": f"resumable {i}"} for i in range(8)])
     op_id = uuid.uuid4()

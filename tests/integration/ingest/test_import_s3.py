@@ -16,7 +16,7 @@ from services.api.identity.deps import identity_of
 from shared.storage import S3BlobStore
 from tests.conftest import make_settings, running
 from tests.integration.ingest.conftest import IngestEnv, _seed_orgs
-from tests.integration.ingest.test_import import PII, PII_TEXT
+from tests.integration.ingest.test_import import PII, PII_TEXT, check_an_abandoned_import_resumes
 from tests.support.s3 import S3_ACCESS_KEY, S3_SECRET_KEY, start_s3_process
 
 MiB = 1024 * 1024
@@ -79,6 +79,10 @@ async def test_an_import_through_s3_stores_only_ciphertext_in_parts_and_leaves_n
         assert task["data"]["text"].startswith("Ticket ")
         for entity, value in PII.items():
             assert value not in task["data"]["text"], f"{entity} reached an annotator"
+
+
+async def test_an_abandoned_import_resumes_from_its_upload_in_s3(ingest_s3: IngestEnv) -> None:
+    await check_an_abandoned_import_resumes(ingest_s3)
 
 
 async def test_object_storage_going_away_mid_upload_answers_503_and_leaves_nothing(
