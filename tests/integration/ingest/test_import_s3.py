@@ -1,5 +1,6 @@
-"""A bulk import with S3 storage (moto over HTTP), as in production: the upload goes up in several parts and
-is only ever ciphertext in the bucket, the tasks come out redacted, and nothing of the upload stays behind."""
+"""Bulk imports with S3 storage (moto over HTTP), as in production: the upload goes up in several parts and is
+only ever ciphertext in the bucket, the tasks come out redacted, nothing of the upload stays behind; an abandoned
+import resumes from its upload in S3; S3 failing mid-upload is a 503 that leaves nothing behind."""
 
 from __future__ import annotations
 
