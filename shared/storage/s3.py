@@ -110,21 +110,17 @@ class S3BlobStore:
         upload_id: str | None = None
         uploads: collections.deque[asyncio.Future] = collections.deque()
         etags: list[str] = []
+        part_size = self._part_size  # grows past PARTS_AT_PART_SIZE parts
 
-        part_size = self._part_size
-
-        async def send() -> None:
-            nonlocal upload_id, filled, part_size
+        async def send(part: bytes) -> None:
+            nonlocal upload_id
             if upload_id is None:
                 upload_id = await self._run(self._client._create_multipart_upload, self.bucket, key, dict(headers))
             while len(uploads) >= self._parts_in_flight:
                 etags.append(await uploads.popleft())
-            part, number = b"".join(filling), len(etags) + len(uploads) + 1
-            filling.clear()
-            filled = 0
+            number = len(etags) + len(uploads) + 1
             uploads.append(asyncio.ensure_future(self._run(
                 self._client._upload_part, self.bucket, key, part, None, upload_id, number)))
-            part_size = max(self._part_size, total // PARTS_AT_PART_SIZE)
 
         try:
             async for chunk in chunks:
@@ -133,12 +129,16 @@ class S3BlobStore:
                 filled += len(chunk)
                 total += len(chunk)
                 if filled >= part_size:
-                    await send()
+                    part = b"".join(filling)
+                    filling.clear()
+                    filled = 0
+                    await send(part)
+                    part_size = max(self._part_size, total // PARTS_AT_PART_SIZE)
             if upload_id is None:  # small enough for one PUT
                 await self._run(self._client._put_object, self.bucket, key, b"".join(filling), dict(headers))
                 return total
             if filling:
-                await send()
+                await send(b"".join(filling))
             while uploads:
                 etags.append(await uploads.popleft())
             await self._run(self._client._complete_multipart_upload, self.bucket, key, upload_id,

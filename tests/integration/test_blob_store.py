@@ -105,12 +105,13 @@ async def test_put_holds_at_most_a_bounded_window_in_memory(backend: Backend) ->
 
 
 @pytest.mark.parametrize("backend", ["s3", "encrypted-s3"], indirect=True)
-async def test_s3_put_reads_ahead_of_its_uploaded_parts_by_a_bounded_window(backend: Backend) -> None:
+async def test_s3_put_reads_ahead_of_its_uploaded_parts_by_a_bounded_window(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     """Parts upload while the next one fills (the source is not kept waiting), but the source is never read
     more than `parts_in_flight` parts and the filling one ahead of what S3 has acknowledged. (moto runs in
     this process, so tracemalloc would count the stored object too: the window is measured in bytes.)"""
     raw: S3BlobStore = backend.raw
-    client, upload_part = raw._client, raw._client._upload_part
+    upload_part = raw._client._upload_part
     pulled = acknowledged = widest = 0
     read_on = threading.Event()  # set once the source is read past the first part
     overlapped: list[bool] = []
@@ -132,11 +133,8 @@ async def test_s3_put_reads_ahead_of_its_uploaded_parts_by_a_bounded_window(back
                 read_on.set()
             yield chunk
 
-    client._upload_part = counting_upload_part
-    try:
-        await backend.store.put("big/stream.bin", source())
-    finally:
-        client._upload_part = upload_part
+    monkeypatch.setattr(raw._client, "_upload_part", counting_upload_part)
+    await backend.store.put("big/stream.bin", source())
     assert await backend.store.size("big/stream.bin") == 40 * MiB
     assert acknowledged >= 40 * MiB
     bound = (raw._parts_in_flight + 1) * raw._part_size + 2 * 256 * 1024 + 2 * SEGMENT

@@ -107,9 +107,16 @@ async def _seed_orgs(ctx: ServiceContext) -> tuple[str, str]:
 
 @pytest.fixture
 async def ingest(infrastructure: dict[str, str], tmp_path: Path) -> AsyncIterator[IngestEnv]:
-    settings = make_settings(infrastructure, tmp_path, argon2_memory_kib=1024, import_workers=2,
-                             import_chunk_rows=50, import_block_bytes=4096, max_upload_bytes=256 * 1024, import_resume_interval=3600)
-    app = create_app(settings, run_background=False)
+    async for env in ingest_env(infrastructure, tmp_path, import_chunk_rows=50, import_block_bytes=4096,
+                                max_upload_bytes=256 * 1024):
+        yield env
+
+
+async def ingest_env(infrastructure: dict[str, str], tmp_path: Path, **settings: Any) -> AsyncIterator[IngestEnv]:
+    """A running api app with `settings` over the ingest tests' defaults, and two organisations."""
+    app = create_app(make_settings(infrastructure, tmp_path, **{
+        "argon2_memory_kib": 1024, "import_workers": 2, "import_resume_interval": 3600, **settings}),
+        run_background=False)
     async with running(app) as client:
         ctx: ServiceContext = app.state.ctx
         ctx.extras["key_source"] = identity_of(ctx).keys

@@ -12,11 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from services.api.app import create_app
-from services.api.identity.deps import identity_of
 from shared.storage import S3BlobStore
-from tests.conftest import make_settings, running
-from tests.integration.ingest.conftest import IngestEnv, _seed_orgs
+from tests.integration.ingest.conftest import IngestEnv, ingest_env
 from tests.integration.ingest.test_import import PII, PII_TEXT, check_an_abandoned_import_resumes
 from tests.support.s3 import S3_ACCESS_KEY, S3_SECRET_KEY, start_s3_process
 
@@ -29,22 +26,14 @@ async def ingest_s3(infrastructure: dict[str, str], tmp_path: Path) -> AsyncIter
         yield env
 
 
-async def _ingest_env(infrastructure: dict[str, str], tmp_path: Path, endpoint: str) -> AsyncIterator[IngestEnv]:
-    settings = make_settings(infrastructure, tmp_path, argon2_memory_kib=1024, import_workers=2,
-                             import_resume_interval=3600, max_upload_bytes=32 * MiB,
-                             s3_endpoint=endpoint, s3_access_key=S3_ACCESS_KEY,
-                             s3_secret_key=S3_SECRET_KEY, s3_bucket=f"quorum-{secrets.token_hex(4)}",
-                             s3_part_mib=5)
-    app = create_app(settings, run_background=False)
-    async with running(app) as client:
-        ctx = app.state.ctx
-        ctx.extras["key_source"] = identity_of(ctx).keys
-        org, other = await _seed_orgs(ctx)
-        yield IngestEnv(client, ctx, org, other)
+def _ingest_env(infrastructure: dict[str, str], tmp_path: Path, endpoint: str) -> AsyncIterator[IngestEnv]:
+    return ingest_env(infrastructure, tmp_path, max_upload_bytes=32 * MiB, s3_endpoint=endpoint,
+                      s3_access_key=S3_ACCESS_KEY, s3_secret_key=S3_SECRET_KEY,
+                      s3_bucket=f"quorum-{secrets.token_hex(4)}", s3_part_mib=5)
 
 
 async def test_an_import_through_s3_stores_only_ciphertext_in_parts_and_leaves_nothing_behind(
-        ingest_s3: IngestEnv) -> None:
+        ingest_s3: IngestEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     raw: S3BlobStore = ingest_s3.ctx.extras["raw_blob_store"]
     assert isinstance(raw, S3BlobStore)
     rows = [{"text": f"Ticket {i}. {PII_TEXT} " + "lorem ipsum " * 40} for i in range(13000)]
@@ -58,7 +47,7 @@ async def test_an_import_through_s3_stores_only_ciphertext_in_parts_and_leaves_n
         seen[key] = b"".join([chunk async for chunk in raw.open_range(key)])
         await delete(key)
 
-    raw.delete = read_then_delete  # type: ignore[method-assign]
+    monkeypatch.setattr(raw, "delete", read_then_delete)
     pid = await ingest_s3.create_project()
     op = await ingest_s3.run_import(pid, body, "application/json")
     assert op["status"] == "succeeded", op
